@@ -1,0 +1,524 @@
+"""The run: plan what is left to do, then a pool of workers generates it.
+
+A fixed number of workers pull jobs from a small queue that a feeder fills
+lazily, so a million jobs cost a million list entries and nothing more. Every
+outcome goes into the manifest as it happens. What the runner does with a
+failed request is decided by the error's type (see `errors`):
+
+    RateLimited      wait as told, slow the whole pool; no retry used up
+    InvalidImage     billed: count the money, then retry like a server error
+    RetryableError   back off and retry; retries exhausted → retryable failure
+    JobRejected      permanent failure of this job; the run goes on
+    OutOfCredits     stop dispatching; this job and the rest stay pending (exit 3)
+    FatalApiError    stop dispatching; nothing is marked failed (exit 5)
+
+A budget (`max_cost`) is enforced with reservations: a job starts only if the
+money spent plus every in-flight job's price plus its own fits under the cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from . import report
+from .client import Client, GeneratedImage, key_exposed
+from .config import RunConfig, format_usd, micro_to_usd
+from .errors import (
+    ApiError,
+    FatalApiError,
+    InvalidImage,
+    JobRejected,
+    OutOfCredits,
+    OutputError,
+    RateLimited,
+    RetryableError,
+)
+from .jobs import Job
+from .lock import FolderLock
+from .manifest import MANIFEST_NAME, ManifestWriter, Replay, replay
+from .progress import Reporter
+from .ratelimit import AdaptiveRate, CircuitBreaker
+from .store import ImageStore, safe_stem
+
+log = logging.getLogger("batchgen")
+
+#: exit code of each reason a run can stop early (SPEC §3)
+STOP_EXIT_CODES = {"out_of_credits": 3, "budget": 4, "auth": 5, "outage": 1,
+                   "insufficient_credits": 3}
+SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+MAX_RATE_LIMITED = 100  # 429s one job may meet before it is recorded as a retryable failure
+BACKOFF_CAP = 60.0
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run ended. Counts are over the whole batch (within `--shard`)."""
+
+    exit_code: int
+    reason: str  # completed | failed | out_of_credits | budget | auth | outage | interrupted | ...
+    done: int
+    failed: int
+    pending: int
+    spent_run_micro: int
+    spent_total_micro: int
+    done_run: int = 0
+    remaining_credits: float | None = None
+    message: str | None = None
+
+    def line(self) -> str:
+        """The last line of every run, for people and log scrapers alike."""
+        return (f"done={self.done} failed={self.failed} pending={self.pending} "
+                f"spent={format_usd(self.spent_run_micro)} "
+                f"total={format_usd(self.spent_total_micro)} exit={self.exit_code}")
+
+
+def in_shard(job_id: str, shard: tuple[int, int] | None) -> bool:
+    if shard is None:
+        return True
+    index, count = shard
+    return int(hashlib.sha256(job_id.encode()).hexdigest()[:12], 16) % count == index - 1
+
+
+@dataclass
+class Plan:
+    """Which jobs this run will attempt, and why the others are left alone."""
+
+    universe: list[Job]  # the jobs of this shard
+    to_run: list[tuple[Job, str | None]]  # (job, v2 request id to poll instead of re-posting)
+    recovered: list[tuple[Job, str]]  # images on disk whose success line was lost in a crash
+    permanent_failures: int
+
+
+def make_plan(jobs: Sequence[Job], state: Replay, on_disk: set[str], config: RunConfig) -> Plan:
+    universe = [job for job in jobs if in_shard(job.id, config.shard)]
+    by_stem = {path.rsplit("/", 1)[-1].rsplit(".", 1)[0]: path for path in on_disk}
+    to_run: list[tuple[Job, str | None]] = []
+    recovered: list[tuple[Job, str]] = []
+    permanent = 0
+    for job in universe:
+        record = state.jobs.get(job.id)
+        unchanged = record is not None and record.prompt in (None, job.prompt) and \
+            record.aspect_ratio in (None, job.aspect_ratio)
+        if record is not None and unchanged and record.state == "done" and record.file in on_disk:
+            continue
+        if unchanged and record.state == "failed" and not record.retryable \
+                and not config.retry_failed:
+            permanent += 1
+            continue
+        if (record is None or record.state in ("submitted", "pending")) and \
+                (orphan := by_stem.get(safe_stem(job.id))):
+            recovered.append((job, orphan))
+            continue
+        request_id = record.request_id if record is not None and record.state in (
+            "submitted", "pending") else None
+        to_run.append((job, request_id))
+    if config.limit is not None:
+        to_run = to_run[: config.limit]
+    return Plan(universe, to_run, recovered, permanent)
+
+
+class Budget:
+    """This run's money, with reservations for requests in flight."""
+
+    def __init__(self, cap_micro: int | None, price_micro: int):
+        self.cap = cap_micro
+        self.price = price_micro
+        self.spent = 0
+        self.reserved = 0
+
+    def reserve(self) -> bool:
+        if self.cap is not None and self.spent + self.reserved + self.price > self.cap:
+            return False
+        self.reserved += self.price
+        return True
+
+    def fits(self) -> bool:
+        """Whether a held reservation is still covered (after money went on a bad answer)."""
+        return self.cap is None or self.spent + self.reserved <= self.cap
+
+    def release(self) -> None:
+        self.reserved -= self.price
+
+    def charge(self, micro: int) -> None:
+        self.spent += micro
+
+
+class Pool:
+    """Workers, their shared limits, and the stop flag."""
+
+    def __init__(self, config: RunConfig, client: Client, manifest: ManifestWriter,
+                 store: ImageStore, reporter: Reporter):
+        self.config = config
+        self.client = client
+        self.manifest = manifest
+        self.store = store
+        self.reporter = reporter
+        self.budget = Budget(config.max_cost_micro, config.price_micro)
+        self.rate = AdaptiveRate(config.rate) if config.rate else None
+        self.breaker = CircuitBreaker()
+        self.stop_reason: str | None = None
+        self.fatal: ApiError | None = None
+        self.remaining_credits: float | None = None
+        self.done = 0
+        self.failed_jobs: set[str] = set()
+        self._workers: list[asyncio.Task] = []
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log.debug("stopping dispatch: %s", reason)
+
+    def cancel_in_flight(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+
+    async def run(self, items: Sequence[tuple[Job, str | None]]) -> None:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.concurrency)
+        feeder = asyncio.create_task(self._feed(items, queue))
+        self._workers = [asyncio.create_task(self._work(queue))
+                         for _ in range(self.config.concurrency)]
+        try:
+            results = await asyncio.gather(*self._workers, return_exceptions=True)
+        finally:
+            feeder.cancel()
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+
+    async def _feed(self, items: Sequence[tuple[Job, str | None]], queue: asyncio.Queue) -> None:
+        for item in items:
+            if self.stop_reason:
+                break
+            await queue.put(item)
+        for _ in self._workers:
+            await queue.put(None)
+
+    async def _work(self, queue: asyncio.Queue) -> None:
+        while self.stop_reason is None:
+            item = await queue.get()
+            if item is None:
+                return
+            if not self.budget.reserve():
+                self.stop("budget")
+                return
+            try:
+                await self._process(*item)
+            finally:
+                self.budget.release()
+
+    async def _admit(self) -> bool:
+        """Wait for the breaker and the rate limit; False when the run is stopping."""
+        if self.stop_reason:
+            return False
+        if not await self.breaker.admit(self.config.max_outage):
+            log.error("the API has been failing for over %ss; stopping (rerun to resume)",
+                      f"{self.config.max_outage:g}")
+            self.stop("outage")
+            return False
+        if self.rate is not None:
+            await self.rate.acquire()
+        return self.stop_reason is None
+
+    def _backoff(self, retry: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter, never shorter than the server asked."""
+        delay = random.uniform(0, min(BACKOFF_CAP, self.config.backoff * 2 ** (retry - 1)))
+        return max(delay, retry_after or 0.0)
+
+    async def _process(self, job: Job, request_id: str | None) -> None:
+        attempts = retries = rate_limited = 0
+        billed = 0  # money spent on answers that were not images
+        try:
+            while True:
+                if not await self._admit():
+                    if attempts:
+                        self._pending(job, self.stop_reason or "interrupted", request_id)
+                    return
+                attempts += 1
+                try:
+                    image = await self.client.generate(job.prompt, job.aspect_ratio)
+                except RateLimited as exc:
+                    self.breaker.succeeded()
+                    if self.rate is not None:
+                        self.rate.rate_limited(exc.retry_after)
+                    rate_limited += 1
+                    if rate_limited > MAX_RATE_LIMITED:
+                        self._failed(job, exc, retryable=True, attempts=attempts, billed=billed)
+                        return
+                    await asyncio.sleep(exc.retry_after or self._backoff(rate_limited, None))
+                    continue
+                except RetryableError as exc:
+                    if isinstance(exc, InvalidImage):
+                        billed += self.config.price_micro
+                        self.budget.charge(self.config.price_micro)
+                        self.breaker.succeeded()
+                    else:
+                        self.breaker.failed()
+                    if not self.breaker.is_open:  # waiting out an outage costs no retries
+                        retries += 1
+                    if retries > self.config.retries:
+                        self._failed(job, exc, retryable=True, attempts=attempts, billed=billed)
+                        return
+                    if not self.budget.fits():
+                        self.stop("budget")
+                        self._pending(job, "budget", request_id)
+                        return
+                    log.debug("retrying %s after %s", job.id, exc)
+                    await asyncio.sleep(self._backoff(max(retries, 1), exc.retry_after))
+                    continue
+                except JobRejected as exc:
+                    self.breaker.succeeded()
+                    self._failed(job, exc, retryable=False, attempts=attempts, billed=billed)
+                    return
+                except OutOfCredits:
+                    self.breaker.succeeded()
+                    self.stop("out_of_credits")
+                    self._pending(job, "out_of_credits", request_id)
+                    return
+                except FatalApiError as exc:
+                    self.fatal = self.fatal or exc
+                    self.stop("auth")
+                    return
+                self.breaker.succeeded()
+                if self.rate is not None:
+                    self.rate.succeeded()
+                await self._succeeded(job, image, attempts, billed)
+                return
+        except asyncio.CancelledError:
+            self._pending(job, "interrupted", request_id)
+            raise
+
+    async def _succeeded(self, job: Job, image: GeneratedImage, attempts: int, billed: int) -> None:
+        """Save the image, then record it. Shielded: a paid-for image is never dropped
+        half-way by a second Ctrl-C."""
+        save = asyncio.ensure_future(self._save(job, image, attempts, billed))
+        try:
+            await asyncio.shield(save)
+        except asyncio.CancelledError:
+            await save
+            raise
+
+    async def _save(self, job: Job, image: GeneratedImage, attempts: int, billed: int) -> None:
+        stem = safe_stem(job.id)
+        file = await asyncio.to_thread(self.store.write, stem, image.extension, image.data)
+        cost = self.config.price_micro + billed
+        self.budget.charge(self.config.price_micro)
+        self.done += 1
+        if image.remaining_credits is not None:
+            self.remaining_credits = image.remaining_credits
+        self.manifest.write(
+            "succeeded", job_id=job.id, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
+            metadata=job.metadata, file=file, bytes=len(image.data),
+            sha256=hashlib.sha256(image.data).hexdigest(), cost=micro_to_usd(cost),
+            attempts=attempts, latency_s=round(image.latency_s, 3),
+            request_id=image.request_id, remaining_credits=image.remaining_credits,
+        )
+        self.reporter.job_done(job.id, self.budget.spent, image.remaining_credits)
+
+    def _failed(self, job: Job, exc: ApiError, *, retryable: bool, attempts: int,
+                billed: int) -> None:
+        self.failed_jobs.add(job.id)
+        self.manifest.write(
+            "failed", job_id=job.id, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
+            status=exc.status, error=exc.message, retryable=retryable, attempts=attempts,
+            cost=micro_to_usd(billed),
+        )
+        self.reporter.job_failed(job.id, str(exc))
+
+    def _pending(self, job: Job, reason: str, request_id: str | None) -> None:
+        fields = {"request_id": request_id} if request_id else {}
+        self.manifest.write("pending", job_id=job.id, reason=reason, **fields)
+
+
+async def _preflight(client: Client, config: RunConfig, jobs_left: int) -> str | None:
+    """Check the balance before spending; the stop reason if the run must not start."""
+    try:
+        balance = await client.credits()
+    except FatalApiError as exc:
+        if exc.status in (401, 403):
+            raise
+        log.warning("could not check the account balance (%s); going on", exc)
+        return None
+    except ApiError as exc:
+        log.warning("could not check the account balance (%s); going on", exc)
+        return None
+    needed = jobs_left * config.price_micro
+    balance_micro = round(balance * 1_000_000)
+    if balance_micro >= needed:
+        log.info("balance $%.3f covers the %d jobs to do (%s)", balance, jobs_left,
+                 format_usd(needed))
+        return None
+    covers = balance_micro // config.price_micro
+    log.warning("the balance ($%.3f) covers only %d of the %d jobs (%s needed)",
+                balance, covers, jobs_left, format_usd(needed))
+    if config.require_credits:
+        log.error("--require-credits: not starting; top up and rerun the same command")
+        return "insufficient_credits"
+    return None
+
+
+def _recover(manifest: ManifestWriter, plan: Plan, config: RunConfig) -> None:
+    """Record images that reached disk in a crashed run but missed their success line."""
+    for job, file in plan.recovered:
+        log.warning("%s: found its image %s from an interrupted run; keeping it", job.id, file)
+        manifest.write(
+            "succeeded", job_id=job.id, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
+            metadata=job.metadata, file=file, bytes=None, sha256=None,
+            cost=micro_to_usd(config.price_micro), attempts=0, latency_s=None,
+            request_id=None, remaining_credits=None, recovered=True,
+        )
+
+
+def _job_state(job: Job, state: Replay, on_disk: set[str]) -> str:
+    record = state.jobs.get(job.id)
+    if record is None:
+        return "pending"
+    if record.state == "done":
+        return "done" if record.file in on_disk else "pending"
+    return "failed" if record.state == "failed" else "pending"
+
+
+async def arun_batch(
+    jobs: Sequence[Job], config: RunConfig, *, reporter: Reporter | None = None,
+    handle_signals: bool = False,
+) -> RunSummary:
+    """Run (or resume) a batch; see `run_batch`."""
+    reporter = reporter or Reporter(bar=False)
+    out_dir = config.out_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
+    with FolderLock(out_dir):
+        return await _run_locked(jobs, config, reporter, handle_signals)
+
+
+async def _run_locked(jobs: Sequence[Job], config: RunConfig, reporter: Reporter,
+                      handle_signals: bool) -> RunSummary:
+    out_dir = config.out_dir
+    store = ImageStore(out_dir)
+    store.prepare()
+    manifest_path = out_dir / MANIFEST_NAME
+    before = replay(manifest_path)
+    if before.bad_lines:
+        log.warning("%s: skipped %d unreadable line(s) (%s), probably torn by a crash",
+                    manifest_path, len(before.bad_lines),
+                    ", ".join(map(str, before.bad_lines[:5])))
+    plan = make_plan(jobs, before, store.existing(), config)
+    if key_exposed(config.base_url):
+        log.warning("the API key will be sent unencrypted to %s (plain http)", config.base_url)
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{random.getrandbits(24):06x}"
+    exit_code, reason, message = 0, "completed", None
+    signals: list[int] = []
+    async with ManifestWriter(manifest_path) as manifest, Client.open(
+        config.base_url, config.api_key, concurrency=config.concurrency, timeout=config.timeout
+    ) as client:
+        manifest.write(
+            "run_started", run_id=run_id,
+            job_file=str(config.job_file.resolve()) if config.job_file else None,
+            job_file_sha256=config.job_file_sha256, jobs=len(jobs),
+            settings=config.public_settings(), version=_version(),
+        )
+        _recover(manifest, plan, config)
+        pool = Pool(config, client, manifest, store, reporter)
+        log.info("%d jobs: %d to run, %d done before, %d failed permanently",
+                 len(plan.universe), len(plan.to_run),
+                 len(plan.universe) - len(plan.to_run) - plan.permanent_failures,
+                 plan.permanent_failures)
+        stop_reason = None
+        try:
+            if plan.to_run:
+                stop_reason = await _preflight(client, config, len(plan.to_run))
+        except FatalApiError as exc:
+            pool.fatal, stop_reason = exc, "auth"
+        if stop_reason is None and plan.to_run:
+            reporter.start(len(plan.to_run))
+            ticker = asyncio.create_task(reporter.tick())
+            remove_handlers = _install_signals(pool, config, signals) if handle_signals else None
+            try:
+                await pool.run(plan.to_run)
+            finally:
+                ticker.cancel()
+                reporter.close()
+                if remove_handlers:
+                    remove_handlers()
+            stop_reason = pool.stop_reason
+        if stop_reason == "interrupted":
+            exit_code = SIGNAL_EXIT_CODES.get(signals[0] if signals else signal.SIGINT, 130)
+            reason = "interrupted"
+        elif stop_reason:
+            exit_code, reason = STOP_EXIT_CODES[stop_reason], stop_reason
+        if pool.fatal is not None:
+            message = f"{pool.fatal} (URL {config.base_url})"
+            log.error("the API refused the request: %s", message)
+        after = replay(manifest_path)
+        on_disk = store.existing()
+        states = [_job_state(job, after, on_disk) for job in plan.universe]
+        counts = {s: states.count(s) for s in ("done", "failed", "pending")}
+        own_failures = len(pool.failed_jobs) + (plan.permanent_failures if config.limit is None
+                                                else 0)
+        if exit_code == 0 and own_failures:
+            exit_code, reason = 1, "failed"
+        summary = RunSummary(
+            exit_code=exit_code, reason=reason, done=counts["done"], failed=counts["failed"],
+            pending=counts["pending"], spent_run_micro=pool.budget.spent,
+            spent_total_micro=after.spent_micro, done_run=pool.done,
+            remaining_credits=pool.remaining_credits, message=message,
+        )
+        manifest.write(
+            "run_finished", run_id=run_id, exit_code=exit_code, reason=reason,
+            done=summary.done, failed=summary.failed, pending=summary.pending,
+            spent_run=micro_to_usd(summary.spent_run_micro),
+            spent_total=micro_to_usd(summary.spent_total_micro),
+        )
+    report.write_reports(out_dir, jobs, replay(manifest_path))
+    return summary
+
+
+def _install_signals(pool: Pool, config: RunConfig, received: list[int]):
+    """First SIGINT/SIGTERM: stop dispatching, give in-flight requests a grace period.
+    Second: cancel them now."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            log.warning("%s: finishing the %s in flight (up to %ss; again to cancel them)",
+                        signal.Signals(signum).name, "requests", f"{config.grace_period:g}")
+            pool.stop("interrupted")
+            loop.call_later(config.grace_period, pool.cancel_in_flight)
+        else:
+            log.warning("cancelling the requests in flight")
+            pool.cancel_in_flight()
+
+    for signum in SIGNAL_EXIT_CODES:
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    def remove() -> None:
+        for signum in SIGNAL_EXIT_CODES:
+            loop.remove_signal_handler(signum)
+    return remove
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def run_batch(jobs: Sequence[Job], config: RunConfig, *, reporter: Reporter | None = None,
+              handle_signals: bool = False) -> RunSummary:
+    """Generate every job not yet done into `config.out_dir`, recording all in its manifest.
+
+    Safe to call again with the same jobs: it resumes. Raises LockedError when
+    another run holds the folder, OutputError when it cannot be written.
+    """
+    return asyncio.run(arun_batch(jobs, config, reporter=reporter, handle_signals=handle_signals))
+
+
+__all__ = ["Plan", "RunSummary", "arun_batch", "make_plan", "run_batch"]
