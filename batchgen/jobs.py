@@ -117,7 +117,7 @@ def _sniff_delimiter(text: str) -> str:
 def _table_rows(frame: pd.DataFrame) -> Iterator[tuple[str, dict[str, Any]]]:
     columns = [str(c) for c in frame.columns]
     for number, values in enumerate(frame.itertuples(index=False, name=None), start=2):
-        yield f"row {number}", dict(zip(columns, values))
+        yield f"row {number}", dict(zip(columns, values, strict=False))
 
 
 def _read_table(path: Path, suffix: str, sheet: str | None, problems: _Problems) -> pd.DataFrame:

@@ -26,7 +26,8 @@ class FolderLock:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
-            raise LockedError(str(self.path.parent), int(holder) if holder.isdigit() else None)
+            pid = int(holder) if holder.isdigit() else None
+            raise LockedError(str(self.path.parent), pid) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd

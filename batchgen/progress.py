@@ -76,7 +76,8 @@ class Reporter:
         rate = finished / elapsed * 60 if elapsed > 0 else 0.0
         left = self.total - finished
         eta = f"{left / rate:.0f}min" if rate > 0 else "?"
-        return f"{finished}/{self.total} done={self.done} {self._postfix()} rate={rate:.1f}/min eta={eta}"
+        return (f"{finished}/{self.total} done={self.done} {self._postfix()} "
+                f"rate={rate:.1f}/min eta={eta}")
 
     def close(self) -> None:
         if self._bar is not None:

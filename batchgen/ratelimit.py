@@ -20,6 +20,7 @@ and lets one probe request through at growing intervals (1, 2, 4 … 60 s).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from aiolimiter import AsyncLimiter
@@ -119,10 +120,8 @@ class CircuitBreaker:
         return True
 
     async def _wait_closed(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._closed.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
 
     def succeeded(self) -> None:
         self.failures = 0

@@ -49,7 +49,8 @@ class ImageStore:
         """Relative paths ('images/x.png') of every image on disk, in one directory scan."""
         if not self.path.is_dir():
             return set()
-        return {f"{IMAGES_DIR}/{e.name}" for e in os.scandir(self.path) if not e.name.startswith(".")}
+        return {f"{IMAGES_DIR}/{entry.name}" for entry in os.scandir(self.path)
+                if not entry.name.startswith(".")}
 
     def write(self, stem: str, extension: str, data: bytes) -> str:
         """Write atomically and durably; return the path relative to the output folder."""

@@ -1,0 +1,90 @@
+"""Shared fixtures: a real simulator on a free loopback port, and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from batchgen.cli import main
+from batchgen.simulator import Simulator, SimulatorConfig, SimulatorThread
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+TEST_KEY = "sk-test-SECRET-0123456789"
+
+
+@pytest.fixture
+def start_simulator():
+    """start_simulator(**SimulatorConfig fields) → a running Simulator (in its own thread)."""
+    threads: list[SimulatorThread] = []
+
+    def start(**config) -> Simulator:
+        thread = SimulatorThread(SimulatorConfig(**config))
+        threads.append(thread)
+        return thread.__enter__()
+
+    yield start
+    for thread in threads:
+        thread.__exit__(None, None, None)
+
+
+@pytest.fixture
+def sim(start_simulator) -> Simulator:
+    """A fast, unlimited simulator."""
+    return start_simulator()
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """cli("run", "jobs.csv", ...) → CliResult; runs batchgen's real main() in-process
+    with SEGMIND_API_KEY set to TEST_KEY (pass key=None to unset it)."""
+
+    def run(*args: str | Path, key: str | None = TEST_KEY) -> CliResult:
+        if key is None:
+            monkeypatch.delenv("SEGMIND_API_KEY", raising=False)
+        else:
+            monkeypatch.setenv("SEGMIND_API_KEY", key)
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def spawn(*args: str | Path, key: str = TEST_KEY, **kwargs) -> subprocess.Popen:
+    """Start `python -m batchgen ...` as a real child process (for signals and kill -9)."""
+    env = {**os.environ, "SEGMIND_API_KEY": key, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchgen", *map(str, args)], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+    )
+
+
+def write_jobs(path: Path, prompts: list[str], ratio: str = "1:1") -> Path:
+    """A CSV job file with one row per prompt."""
+    lines = ["prompt,aspect_ratio"] + [f'"{p}",{ratio}' for p in prompts]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def manifest_lines(out_dir: Path) -> list[dict]:
+    text = (out_dir / "manifest.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def events(out_dir: Path, event: str) -> list[dict]:
+    return [line for line in manifest_lines(out_dir) if line["event"] == event]
