@@ -146,6 +146,11 @@ class Budget:
     def release(self) -> None:
         self.reserved -= self.price
 
+    def commit(self) -> None:
+        """The reserved image was delivered: its reservation becomes money spent."""
+        self.reserved -= self.price
+        self.spent += self.price
+
     def charge(self, micro: int) -> None:
         self.spent += micro
 
@@ -208,10 +213,12 @@ class Pool:
             if not self.budget.reserve():
                 self.stop("budget")
                 return
+            delivered = False
             try:
-                await self._process(*item)
+                delivered = await self._process(*item)
             finally:
-                self.budget.release()
+                if not delivered:
+                    self.budget.release()
 
     async def _admit(self) -> bool:
         """Wait for the breaker and the rate limit; False when the run is stopping."""
@@ -231,7 +238,8 @@ class Pool:
         delay = random.uniform(0, min(BACKOFF_CAP, self.config.backoff * 2 ** (retry - 1)))
         return max(delay, retry_after or 0.0)
 
-    async def _process(self, job: Job, request_id: str | None) -> None:
+    async def _process(self, job: Job, request_id: str | None) -> bool:
+        """Try a job until it succeeds, fails for good or the run stops; True if delivered."""
         attempts = retries = rate_limited = 0
         billed = 0  # money spent on answers that were not images
         try:
@@ -239,7 +247,7 @@ class Pool:
                 if not await self._admit():
                     if attempts:
                         self._pending(job, self.stop_reason or "interrupted", request_id)
-                    return
+                    return False
                 attempts += 1
                 try:
                     image = await self.client.generate(job.prompt, job.aspect_ratio)
@@ -250,7 +258,7 @@ class Pool:
                     rate_limited += 1
                     if rate_limited > MAX_RATE_LIMITED:
                         self._failed(job, exc, retryable=True, attempts=attempts, billed=billed)
-                        return
+                        return False
                     await asyncio.sleep(exc.retry_after or self._backoff(rate_limited, None))
                     continue
                 except RetryableError as exc:
@@ -264,32 +272,32 @@ class Pool:
                         retries += 1
                     if retries > self.config.retries:
                         self._failed(job, exc, retryable=True, attempts=attempts, billed=billed)
-                        return
+                        return False
                     if not self.budget.fits():
                         self.stop("budget")
                         self._pending(job, "budget", request_id)
-                        return
+                        return False
                     log.debug("retrying %s after %s", job.id, exc)
                     await asyncio.sleep(self._backoff(max(retries, 1), exc.retry_after))
                     continue
                 except JobRejected as exc:
                     self.breaker.succeeded()
                     self._failed(job, exc, retryable=False, attempts=attempts, billed=billed)
-                    return
+                    return False
                 except OutOfCredits:
                     self.breaker.succeeded()
                     self.stop("out_of_credits")
                     self._pending(job, "out_of_credits", request_id)
-                    return
+                    return False
                 except FatalApiError as exc:
                     self.fatal = self.fatal or exc
                     self.stop("auth")
-                    return
+                    return False
                 self.breaker.succeeded()
                 if self.rate is not None:
                     self.rate.succeeded()
                 await self._succeeded(job, image, attempts, billed)
-                return
+                return True
         except asyncio.CancelledError:
             self._pending(job, "interrupted", request_id)
             raise
@@ -308,7 +316,7 @@ class Pool:
         stem = safe_stem(job.id)
         file = await asyncio.to_thread(self.store.write, stem, image.extension, image.data)
         cost = self.config.price_micro + billed
-        self.budget.charge(self.config.price_micro)
+        self.budget.commit()
         self.done += 1
         if image.remaining_credits is not None:
             self.remaining_credits = image.remaining_credits
