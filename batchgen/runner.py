@@ -133,23 +133,36 @@ class Budget:
         self.spent = 0
         self.reserved = 0
 
-    def reserve(self) -> bool:
+    def reserve(self) -> Reservation | None:
+        """The price of one image set aside, or None when it would break the cap."""
         if self.cap is not None and self.spent + self.reserved + self.price > self.cap:
-            return False
+            return None
         self.reserved += self.price
-        return True
+        return Reservation(self)
 
     def fits(self) -> bool:
-        """Whether a held reservation is still covered (after money went on a bad answer)."""
+        """Whether the held reservations are still covered (after money went on a bad answer)."""
         return self.cap is None or self.spent + self.reserved <= self.cap
 
-    def release(self) -> None:
-        self.reserved -= self.price
+    def charge(self, micro: int) -> None:
+        self.spent += micro
+
+
+class Reservation:
+    """One job's share of the budget: committed when its image arrives, else released."""
+
+    def __init__(self, budget: Budget):
+        self._budget = budget
+        self._held = True
 
     def commit(self) -> None:
-        """The reserved image was delivered: its reservation becomes money spent."""
-        self.reserved -= self.price
-        self.spent += self.price
+        self.release()
+        self._budget.spent += self._budget.price
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._budget.reserved -= self._budget.price
 
     def charge(self, micro: int) -> None:
         self.spent += micro
@@ -210,15 +223,14 @@ class Pool:
             item = await queue.get()
             if item is None:
                 return
-            if not self.budget.reserve():
+            reservation = self.budget.reserve()
+            if reservation is None:
                 self.stop("budget")
                 return
-            delivered = False
             try:
-                delivered = await self._process(*item)
+                await self._process(*item, reservation)
             finally:
-                if not delivered:
-                    self.budget.release()
+                reservation.release()
 
     async def _admit(self) -> bool:
         """Wait for the breaker and the rate limit; False when the run is stopping."""
@@ -238,8 +250,9 @@ class Pool:
         delay = random.uniform(0, min(BACKOFF_CAP, self.config.backoff * 2 ** (retry - 1)))
         return max(delay, retry_after or 0.0)
 
-    async def _process(self, job: Job, request_id: str | None) -> bool:
-        """Try a job until it succeeds, fails for good or the run stops; True if delivered."""
+    async def _process(self, job: Job, request_id: str | None,
+                       reservation: Reservation) -> None:
+        """Try a job until it succeeds, fails for good or the run stops."""
         attempts = retries = rate_limited = 0
         billed = 0  # money spent on answers that were not images
         try:
@@ -247,7 +260,7 @@ class Pool:
                 if not await self._admit():
                     if attempts:
                         self._pending(job, self.stop_reason or "interrupted", request_id)
-                    return False
+                    return
                 attempts += 1
                 try:
                     image = await self.client.generate(job.prompt, job.aspect_ratio)
@@ -258,7 +271,7 @@ class Pool:
                     rate_limited += 1
                     if rate_limited > MAX_RATE_LIMITED:
                         self._failed(job, exc, retryable=True, attempts=attempts, billed=billed)
-                        return False
+                        return
                     await asyncio.sleep(exc.retry_after or self._backoff(rate_limited, None))
                     continue
                 except RetryableError as exc:
@@ -272,51 +285,53 @@ class Pool:
                         retries += 1
                     if retries > self.config.retries:
                         self._failed(job, exc, retryable=True, attempts=attempts, billed=billed)
-                        return False
+                        return
                     if not self.budget.fits():
                         self.stop("budget")
                         self._pending(job, "budget", request_id)
-                        return False
+                        return
                     log.debug("retrying %s after %s", job.id, exc)
                     await asyncio.sleep(self._backoff(max(retries, 1), exc.retry_after))
                     continue
                 except JobRejected as exc:
                     self.breaker.succeeded()
                     self._failed(job, exc, retryable=False, attempts=attempts, billed=billed)
-                    return False
+                    return
                 except OutOfCredits:
                     self.breaker.succeeded()
                     self.stop("out_of_credits")
                     self._pending(job, "out_of_credits", request_id)
-                    return False
+                    return
                 except FatalApiError as exc:
                     self.fatal = self.fatal or exc
                     self.stop("auth")
-                    return False
+                    return
                 self.breaker.succeeded()
                 if self.rate is not None:
                     self.rate.succeeded()
-                await self._succeeded(job, image, attempts, billed)
-                return True
+                await self._succeeded(job, image, attempts, billed, reservation)
+                return
         except asyncio.CancelledError:
             self._pending(job, "interrupted", request_id)
             raise
 
-    async def _succeeded(self, job: Job, image: GeneratedImage, attempts: int, billed: int) -> None:
+    async def _succeeded(self, job: Job, image: GeneratedImage, attempts: int, billed: int,
+                         reservation: Reservation) -> None:
         """Save the image, then record it. Shielded: a paid-for image is never dropped
         half-way by a second Ctrl-C."""
-        save = asyncio.ensure_future(self._save(job, image, attempts, billed))
+        save = asyncio.ensure_future(self._save(job, image, attempts, billed, reservation))
         try:
             await asyncio.shield(save)
         except asyncio.CancelledError:
             await save
             raise
 
-    async def _save(self, job: Job, image: GeneratedImage, attempts: int, billed: int) -> None:
+    async def _save(self, job: Job, image: GeneratedImage, attempts: int, billed: int,
+                    reservation: Reservation) -> None:
         stem = safe_stem(job.id)
         file = await asyncio.to_thread(self.store.write, stem, image.extension, image.data)
         cost = self.config.price_micro + billed
-        self.budget.commit()
+        reservation.commit()
         self.done += 1
         if image.remaining_credits is not None:
             self.remaining_credits = image.remaining_credits

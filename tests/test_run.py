@@ -3,13 +3,13 @@ the simulator charged."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from batchgen import RunConfig, load_jobs, run_batch
 from batchgen.client import image_extension
+from batchgen.manifest import read_lines
 
 from .conftest import TEST_KEY, events, manifest_lines, write_jobs
 
@@ -223,17 +223,8 @@ def test_torn_last_line_is_skipped_and_the_batch_resumes(tmp_path, sim, cli):
     lines = (out / "manifest.jsonl").read_text().splitlines()
     bad = [line for line in lines if not line.startswith("{") or not line.endswith("}")]
     assert len(bad) == 1  # the torn line stays alone on its line; later events are whole
-    assert len(manifest_lines_safe(out)) == len(lines) - 1
-
-
-def manifest_lines_safe(out: Path) -> list[dict]:
-    result = []
-    for line in (out / "manifest.jsonl").read_text().splitlines():
-        try:
-            result.append(json.loads(line))
-        except ValueError:
-            pass
-    return result
+    readable = [e for _, e in read_lines(out / "manifest.jsonl") if e is not None]
+    assert len(readable) == len(lines) - 1
 
 
 def test_garbage_200_is_paid_for_but_never_a_success(tmp_path, start_simulator, cli):
