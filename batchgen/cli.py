@@ -192,9 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the job file is not valid:", *exc.problems, sep="\n  ", file=sys.stderr)
         print("nothing was sent.", file=sys.stderr)
         return 2
-    except (UsageError, OutputError) as exc:
+    except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OutputError as exc:
+        print(f"error: {exc}; what was recorded is kept, rerun to resume", file=sys.stderr)
+        return 1
     except LockedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 6

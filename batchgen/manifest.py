@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import MICRO
+from .errors import OutputError
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -54,8 +55,11 @@ class ManifestWriter:
 
     def write(self, event: str, **fields: Any) -> None:
         line = {"event": event, "ts": utc_now(), **fields}
-        self._fh.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+            self._fh.flush()
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
         self._dirty.set()
 
     async def _sync_forever(self) -> None:
@@ -63,7 +67,10 @@ class ManifestWriter:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            await asyncio.to_thread(os.fsync, fd)
+            try:
+                await asyncio.to_thread(os.fsync, fd)
+            except OSError as exc:
+                raise OutputError(f"cannot sync {self.path}: {exc.strerror}") from None
 
     async def close(self) -> None:
         if self._syncer is not None:
@@ -71,9 +78,13 @@ class ManifestWriter:
             await asyncio.gather(self._syncer, return_exceptions=True)
             self._syncer = None
         if not self._fh.closed:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError:
+                pass  # already reported by write(); what reached the file is consistent
+            finally:
+                self._fh.close()
 
 
 @dataclass(slots=True)

@@ -39,6 +39,7 @@ from .errors import (
     OutputError,
     RateLimited,
     RetryableError,
+    UsageError,
 )
 from .jobs import Job
 from .lock import FolderLock
@@ -51,7 +52,7 @@ log = logging.getLogger("batchgen")
 
 #: exit code of each reason a run can stop early (SPEC §3)
 STOP_EXIT_CODES = {"out_of_credits": 3, "budget": 4, "auth": 5, "outage": 1,
-                   "insufficient_credits": 3}
+                   "insufficient_credits": 3, "output_error": 1}
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 MAX_RATE_LIMITED = 100  # 429s one job may meet before it is recorded as a retryable failure
 BACKOFF_CAP = 60.0
@@ -74,9 +75,11 @@ class RunSummary:
 
     def line(self) -> str:
         """The last line of every run, for people and log scrapers alike."""
+        credits = ("" if self.remaining_credits is None
+                   else f"credits=${self.remaining_credits:.3f} ")
         return (f"done={self.done} failed={self.failed} pending={self.pending} "
                 f"spent={format_usd(self.spent_run_micro)} "
-                f"total={format_usd(self.spent_total_micro)} exit={self.exit_code}")
+                f"total={format_usd(self.spent_total_micro)} {credits}exit={self.exit_code}")
 
 
 def in_shard(job_id: str, shard: tuple[int, int] | None) -> bool:
@@ -229,6 +232,10 @@ class Pool:
                 return
             try:
                 await self._process(*item, reservation)
+            except OutputError as exc:  # the manifest cannot be written: nothing more can run
+                log.error("%s; stopping", exc)
+                self.stop("output_error")
+                return
             finally:
                 reservation.release()
 
@@ -329,12 +336,22 @@ class Pool:
     async def _save(self, job: Job, image: GeneratedImage, attempts: int, billed: int,
                     reservation: Reservation) -> None:
         stem = safe_stem(job.id)
-        file = await asyncio.to_thread(self.store.write, stem, image.extension, image.data)
+        try:
+            file = await asyncio.to_thread(self.store.write, stem, image.extension, image.data)
+        except OSError as exc:  # disk full, folder removed: the image is paid for but lost
+            log.error("cannot save images in %s: %s; stopping", self.store.path, exc.strerror)
+            self.stop("output_error")
+            self.budget.charge(self.config.price_micro)
+            error = RetryableError(f"could not save the image: {exc.strerror}")
+            self._failed(job, error, retryable=True, attempts=attempts,
+                         billed=billed + self.config.price_micro)
+            return
         cost = self.config.price_micro + billed
         reservation.commit()
         self.done += 1
-        if image.remaining_credits is not None:
-            self.remaining_credits = image.remaining_credits
+        if image.remaining_credits is not None:  # answers arrive out of order: keep the lowest
+            known = [c for c in (self.remaining_credits, image.remaining_credits) if c is not None]
+            self.remaining_credits = min(known)
         self.manifest.write(
             "succeeded", job_id=job.id, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
             metadata=job.metadata, file=file, bytes=len(image.data),
@@ -417,7 +434,7 @@ async def arun_batch(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
+        raise UsageError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
     with FolderLock(out_dir):
         return await _run_locked(jobs, config, reporter, handle_signals)
 
@@ -500,7 +517,10 @@ async def _run_locked(jobs: Sequence[Job], config: RunConfig, reporter: Reporter
             spent_run=micro_to_usd(summary.spent_run_micro),
             spent_total=micro_to_usd(summary.spent_total_micro),
         )
-    report.write_reports(out_dir, jobs, replay(manifest_path))
+    try:
+        report.write_reports(out_dir, jobs, replay(manifest_path))
+    except OSError as exc:
+        log.error("could not write the reports in %s: %s", out_dir, exc.strerror)
     return summary
 
 
