@@ -14,6 +14,7 @@ import base64
 import binascii
 import email.utils
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -90,30 +91,44 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     """Seconds to wait, from `Retry-After` (seconds or HTTP date) or
     `x-rate-limit-reset-at-utc` (ISO 8601 or epoch seconds); None when neither parses."""
     now = time.time() if now is None else now
-    value = headers.get("Retry-After")
+    value = headers.get("Retry-After", "").strip()
     if value:
-        value = value.strip()
+        seconds = _number(value)
+        if seconds is not None:
+            return max(0.0, seconds)
         try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
-            except (TypeError, ValueError, IndexError):
-                pass
-    value = headers.get("x-rate-limit-reset-at-utc")
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            pass
+        else:
+            return _until(when, now)
+    value = headers.get("x-rate-limit-reset-at-utc", "").strip()
     if value:
-        value = value.strip()
+        epoch = _number(value)
+        if epoch is not None:
+            if epoch > 1e11:  # milliseconds since the epoch
+                epoch /= 1000
+            return max(0.0, epoch - now)
         try:
-            return max(0.0, float(value) - now)
+            return _until(datetime.fromisoformat(value.replace("Z", "+00:00")), now)
         except ValueError:
-            try:
-                when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                return None
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
-            return max(0.0, when.timestamp() - now)
+            return None
     return None
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _until(when: datetime, now: float) -> float:
+    """Seconds from `now` to `when`; a time without a zone is UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now)
 
 
 def _float_header(headers: Mapping[str, str], name: str) -> float | None:
@@ -169,10 +184,18 @@ class Client:
         self._api_key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_download = max_download
-        self._api_host = urlsplit(self.base_url).netloc
+        self._api_origin = _origin(self.base_url)
 
     def __repr__(self) -> str:
         return f"<Client {self.base_url}>"
+
+    def _redact(self, body: bytes) -> bytes:
+        """An error body with the key blotted out, should a server ever echo it."""
+        return body.replace(self._api_key.encode(), b"***") if self._api_key else body
+
+    def _check(self, status: int, body: bytes, headers: Mapping[str, str], url: str) -> None:
+        if status != 200:
+            raise_for_status(status, self._redact(body), headers, url)
 
     @classmethod
     @asynccontextmanager
@@ -191,8 +214,9 @@ class Client:
     async def _request(
         self, method: str, url: str, payload: dict | None = None
     ) -> tuple[int, bytes, Mapping[str, str], float]:
-        """Status, body, headers and latency; network trouble becomes RetryableError."""
-        headers = {"x-api-key": self._api_key} if urlsplit(url).netloc == self._api_host else {}
+        """Status, body, headers and latency; network trouble becomes RetryableError.
+        The key goes only to the API's own scheme, host and port."""
+        headers = {"x-api-key": self._api_key} if _origin(url) == self._api_origin else {}
         started = time.monotonic()
         try:
             async with self._session.request(
@@ -207,13 +231,14 @@ class Client:
             raise RetryableError(f"connection failed: {type(exc).__name__}") from None
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        too_big = InvalidImage(f"invalid image data: larger than {self._max_download} bytes", 200)
         if (resp.content_length or 0) > self._max_download:
-            raise JobRejected(f"response larger than {self._max_download} bytes")
+            raise too_big
         chunks, size = [], 0
         async for chunk in resp.content.iter_chunked(1 << 16):
             size += len(chunk)
             if size > self._max_download:
-                raise JobRejected(f"response larger than {self._max_download} bytes")
+                raise too_big
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -223,8 +248,13 @@ class Client:
         status, body, headers, latency = await self._request(
             "POST", url, {"prompt": prompt, "aspect_ratio": aspect_ratio}
         )
-        raise_for_status(status, body, headers, url)
-        data, content_type = await self._image_from_body(body, headers.get("Content-Type", ""))
+        self._check(status, body, headers, url)
+        try:
+            data, content_type = await self._image_from_body(body, headers.get("Content-Type", ""))
+        except InvalidImage:
+            raise
+        except ApiError as exc:  # the 200 was billed, so a failed download is billed too
+            raise InvalidImage(f"invalid image data: {exc.message}", exc.status) from None
         return GeneratedImage(
             data=data,
             extension=_verified_extension(data),
@@ -239,7 +269,7 @@ class Client:
         """The account balance in dollars (`GET /v1/get-user-credits`)."""
         url = f"{self.base_url}/v1/get-user-credits"
         status, body, headers, _ = await self._request("GET", url)
-        raise_for_status(status, body, headers, url)
+        self._check(status, body, headers, url)
         try:
             return float(json.loads(body)["credits"])
         except (ValueError, KeyError, TypeError):
@@ -251,8 +281,8 @@ class Client:
         status, body, headers, _ = await self._request(
             "POST", url, {"prompt": prompt, "aspect_ratio": aspect_ratio}
         )
-        raise_for_status(status, body, headers, url)
-        request_id = _json_object(body).get("request_id")
+        self._check(status, body, headers, url)
+        request_id = (_json_or_none(body) or {}).get("request_id")
         if not request_id:
             raise RetryableError("v2 submit answered without a request_id", status)
         return Submission(str(request_id), _float_header(headers, "x-remaining-credits"))
@@ -281,21 +311,26 @@ class Client:
 
     async def _v2_get(self, url: str) -> dict[str, Any]:
         status, body, headers, _ = await self._request("GET", url)
-        data = _json_object(body)
-        if status == 422 and str(data.get("status", "")).upper() == "FAILED":
-            return data  # the API serves FAILED requests with 422 and the state in the body
-        raise_for_status(status, body, headers, url)
+        data = _json_or_none(body)
+        if status == 422 and data and str(data.get("status", "")).upper() == "FAILED":
+            return data  # the API serves FAILED requests with 422, the state in the body
+        self._check(status, body, headers, url)
+        if data is None:
+            raise RetryableError("v2 answer is not a JSON object", status)
         return data
 
     async def _image_from_body(self, body: bytes, content_type: str) -> tuple[bytes, str]:
-        if not content_type.startswith("application/json"):
+        looks_json = "json" in content_type or (
+            image_extension(body) is None and body.lstrip()[:1] == b"{"
+        )
+        if not looks_json:
             return body, content_type.split(";")[0]
         return await self._image_from_json(_json_object(body))
 
     async def _image_from_json(self, data: dict[str, Any]) -> tuple[bytes, str]:
         """Accept {"image": base64}, {"output": url | [url]} and {"image_url": url}."""
         if isinstance(data.get("image"), str):
-            encoded = data["image"].split(",", 1)[-1]  # tolerate data: URIs
+            encoded = "".join(data["image"].split(",", 1)[-1].split())  # data: URIs, newlines
             try:
                 return base64.b64decode(encoded, validate=True), "application/json+base64"
             except (binascii.Error, ValueError):
@@ -319,17 +354,28 @@ class Client:
                 raise InvalidImage("invalid image data: redirect to a non-http URL")
             status, body, headers, _ = await self._request("GET", target)
         if status != 200:
-            raise RetryableError(f"image download failed: {_error_message(body)}", status)
+            message = _error_message(self._redact(body))
+            raise RetryableError(f"image download failed: {message}", status)
         return body
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _json_or_none(body: bytes) -> dict[str, Any] | None:
     try:
         data = json.loads(body)
     except ValueError:
-        raise InvalidImage("invalid image data: the answer is not JSON", 200) from None
-    if not isinstance(data, dict):
-        raise InvalidImage("invalid image data: unexpected JSON answer", 200)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    data = _json_or_none(body)
+    if data is None:
+        raise InvalidImage("invalid image data: the answer is not a JSON object", 200)
     return data
 
 

@@ -30,6 +30,7 @@ import zlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -63,6 +64,14 @@ class SimulatorConfig:
     result_ttl: float = 3600.0  # v2: seconds a finished result stays available
     image_size: int = 96  # pixels on the long side
 
+    def __post_init__(self) -> None:
+        if self.response_format not in FORMATS:
+            raise ValueError(f"response_format must be one of {', '.join(FORMATS)}")
+        unknown = [f for f in (*self.fault_kinds, *self.fault_script)
+                   if f not in FAULTS and f not in ("200", "ok")]
+        if unknown:
+            raise ValueError(f"unknown fault {unknown[0]!r}: use {', '.join(FAULTS)} or 200")
+
 
 @dataclass(slots=True)
 class RequestRecord:
@@ -77,6 +86,8 @@ class RequestRecord:
     in_flight: int = 0  # generation requests being served, this one included
     request_id: str | None = None
     charged: bool = False
+    latency: float = 0.0  # seconds the simulator spent "generating" (v1)
+    has_key: bool = False  # whether the request carried an x-api-key header
 
 
 @dataclass(slots=True)
@@ -86,14 +97,16 @@ class _V2Request:
     state: str = "QUEUED"
     error: str | None = None
     finished_at: float | None = None
-    image_name: str | None = None
+    latency: float = 0.0
+    file_path: str | None = None  # where the finished image is served
 
 
 def make_png(prompt: str, aspect_ratio: str, long_side: int = 96) -> bytes:
-    """A small real PNG with the ratio's shape and a gradient coloured by the prompt."""
+    """A small real PNG of exactly the ratio's shape (long side at most `long_side`,
+    at least the ratio itself), with a gradient coloured by the prompt."""
     w_ratio, h_ratio = (int(x) for x in aspect_ratio.split(":"))
-    scale = long_side / max(w_ratio, h_ratio)
-    width, height = max(1, round(w_ratio * scale)), max(1, round(h_ratio * scale))
+    scale = max(1, long_side // max(w_ratio, h_ratio))
+    width, height = w_ratio * scale, h_ratio * scale
     r, g, b = hashlib.sha256(prompt.encode()).digest()[:3]
     row = bytearray(b"\x00")
     for x in range(width):
@@ -139,11 +152,14 @@ class Simulator:
         self.charged = 0
         self.max_in_flight = 0
         self._in_flight = 0
-        self._random = random.Random(self.config.seed)
+        # Faults and latency jitter draw from separate generators, so the fault
+        # sequence of a seed is the same whatever the latency settings.
+        self._fault_random = random.Random(self.config.seed)
+        self._latency_random = random.Random(self.config.seed + 1)
         self._script = deque(self.config.fault_script)
         self._accepted: deque[float] = deque()
         self._formats = itertools.cycle(("raw", "base64", "url"))
-        self._files: dict[str, bytes] = {}
+        self._files: dict[str, tuple[bytes, str]] = {}
         self._v2: dict[str, _V2Request] = {}
         self._tasks: set[asyncio.Task] = set()
         self._runner: web.AppRunner | None = None
@@ -205,10 +221,17 @@ class Simulator:
     def top_up(self, dollars: float) -> None:
         self.credits_micro = (self.credits_micro or 0) + round(dollars * MICRO)
 
+    def publish(self, data: bytes, content_type: str = "image/png") -> str:
+        """Serve `data` at a new URL under /files/ (as the CDN serves outputs); the URL."""
+        name = f"{uuid.uuid4().hex}.{content_type.rpartition('/')[2] or 'bin'}"
+        self._files[name] = (data, content_type)
+        return f"{self.base_url}/files/{name}"
+
     # -- shared checks ---------------------------------------------------------
 
     def _record(self, request: web.Request, **fields) -> RequestRecord:
-        record = RequestRecord(time.monotonic(), request.method, request.path, **fields)
+        record = RequestRecord(time.monotonic(), request.method, request.path,
+                               has_key="x-api-key" in request.headers, **fields)
         self.records.append(record)
         return record
 
@@ -221,7 +244,8 @@ class Simulator:
         return None
 
     def _check_rate(self) -> web.Response | None:
-        """Sliding window: at most `rpm` accepted requests in any `rate_window` seconds."""
+        """Sliding window: at most `rpm` generation requests in any `rate_window` seconds.
+        Polls and balance checks are not counted (the SDK polls every second)."""
         if not self.config.rpm:
             return None
         now, window = time.monotonic(), self.config.rate_window
@@ -263,8 +287,20 @@ class Simulator:
         if self._script:
             fault = self._script.popleft()
             return None if fault in ("200", "ok") else fault
-        if self.config.fault_rate and self._random.random() < self.config.fault_rate:
-            return self._random.choice(self.config.fault_kinds)
+        if self.config.fault_rate and self._fault_random.random() < self.config.fault_rate:
+            return self._fault_random.choice(self.config.fault_kinds)
+        return None
+
+    async def _early_fault(self, fault: str | None, record: RequestRecord) -> web.Response | None:
+        """The faults that answer before the job is even read: 429, 5xx, a hang."""
+        if fault == "429":
+            return _error(429, "Rate limit exceeded", {"Retry-After": "1"})
+        if fault in ("500", "502", "503", "504"):
+            return _error(int(fault), "Internal server error" if fault == "500" else "Bad gateway")
+        if fault == "timeout":
+            record.status = "timeout"  # stays so if the client gives up first
+            await asyncio.sleep(self.config.hang)
+            return _error(504, "Gateway timeout")
         return None
 
     async def _read_job(self, request: web.Request, record: RequestRecord) -> web.Response | None:
@@ -290,52 +326,48 @@ class Simulator:
     def _image(self, prompt: str, ratio: str) -> bytes:
         return make_png(prompt, ratio, self.config.image_size)
 
-    def _store_file(self, data: bytes) -> str:
-        name = f"{uuid.uuid4().hex}.png"
-        self._files[name] = data
-        return name
-
     def _latency(self) -> float:
-        jitter = self._random.uniform(-self.config.jitter, self.config.jitter)
+        jitter = self._latency_random.uniform(-self.config.jitter, self.config.jitter)
         return max(0.0, self.config.latency + jitter)
 
-    # -- v1 ----------------------------------------------------------------------
-
-    async def _v1_generate(self, request: web.Request) -> web.Response:
+    async def _tracked(self, request: web.Request, answer) -> web.Response:
+        """Serve a generation request, counting it in flight and recording its status."""
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         record = self._record(request, in_flight=self._in_flight)
         try:
-            response = await self._v1_answer(request, record)
+            response = await answer(request, record)
             record.status = response.status
             return response
-        except asyncio.CancelledError:
-            record.status = "disconnected"
+        except asyncio.CancelledError:  # the client hung up
+            if record.status != "timeout":
+                record.status = "disconnected"
             raise
         finally:
             self._in_flight -= 1
+
+    # -- v1 ----------------------------------------------------------------------
+
+    async def _v1_generate(self, request: web.Request) -> web.Response:
+        return await self._tracked(request, self._v1_answer)
 
     async def _v1_answer(self, request: web.Request, record: RequestRecord) -> web.Response:
         denied = self._check_key(request) or self._check_rate()
         if denied:
             return denied
         fault = self._next_fault()
-        if fault == "429":
-            return _error(429, "Rate limit exceeded", {"Retry-After": "1"})
-        if fault in ("500", "502", "503", "504"):
-            return _error(int(fault), "Internal server error" if fault == "500" else "Bad gateway")
-        if fault == "timeout":
-            record.status = "timeout"
-            await asyncio.sleep(self.config.hang)
-            return _error(504, "Gateway timeout")
+        early = await self._early_fault(fault, record)
+        if early:
+            return early
         invalid = await self._read_job(request, record)
         if invalid or fault == "400":
             return invalid or _error(400, "Prompt rejected")
         if fault == "406" or not self._reserve():
-            return _error(406, "Not enough credits")
+            return _error(406, "Not enough credits", self._credit_headers())
         charged = False
         try:
-            await asyncio.sleep(self._latency())
+            record.latency = self._latency()
+            await asyncio.sleep(record.latency)
             self._settle(charge=True)
             charged = record.charged = True
         finally:
@@ -347,33 +379,39 @@ class Simulator:
             **self._credit_headers(),
             "x-request-id": request_id,
             "x-credits-consumed": f"{self._price_micro / MICRO:.3f}",
+            "x-generation-time": f"{record.latency:.3f}",
         }
         if fault == "garbage":
             return web.Response(body=b"<html>upstream hiccup</html>", headers=headers,
                                 content_type="text/html")
-        return self._success(self._image(record.prompt, record.aspect_ratio), headers)
+        return self._success(request, self._image(record.prompt, record.aspect_ratio), headers)
 
-    def _success(self, image: bytes, headers: dict) -> web.Response:
+    def _success(self, request: web.Request, image: bytes, headers: dict) -> web.Response:
         fmt = self.config.response_format
         if fmt == "mixed":
             fmt = next(self._formats)
         if fmt == "base64":
             return _json({"image": base64.b64encode(image).decode()}, headers=headers)
         if fmt == "url":
-            url = f"{self.base_url}/files/{self._store_file(image)}"
-            return _json({"output": url}, headers=headers)
+            return _json({"output": self._file_url(request, image)}, headers=headers)
         return web.Response(body=image, headers=headers, content_type="image/png")
 
+    def _file_url(self, request: web.Request, image: bytes) -> str:
+        """Publish an image under the host name the client used to reach us."""
+        path = urlsplit(self.publish(image)).path
+        return f"{request.url.origin()}{path}"
+
     async def _file(self, request: web.Request) -> web.Response:
-        self._record(request)
-        data = self._files.get(request.match_info["name"])
-        if data is None:
-            return _error(404, "Not found")
-        return web.Response(body=data, content_type="image/png")
+        record = self._record(request)
+        data, content_type = self._files.get(request.match_info["name"], (None, ""))
+        response = (_error(404, "Not found") if data is None
+                    else web.Response(body=data, content_type=content_type))
+        record.status = response.status
+        return response
 
     async def _credits(self, request: web.Request) -> web.Response:
         record = self._record(request)
-        response = self._check_key(request) or self._check_rate()
+        response = self._check_key(request)
         if response is None:
             if not self.config.credits_endpoint:
                 response = _error(404, "Not found")
@@ -389,25 +427,23 @@ class Simulator:
     # -- v2 ----------------------------------------------------------------------
 
     async def _v2_submit(self, request: web.Request) -> web.Response:
-        record = self._record(request)
-        response = await self._v2_accept(request, record)
-        record.status = response.status
-        return response
+        return await self._tracked(request, self._v2_accept)
 
     async def _v2_accept(self, request: web.Request, record: RequestRecord) -> web.Response:
         denied = self._check_key(request) or self._check_rate()
         if denied:
             return denied
         fault = self._next_fault()
-        if fault in ("500", "502", "503", "504"):
-            return _error(int(fault), "Internal server error")
-        if fault == "429":
-            return _error(429, "Rate limit exceeded", {"Retry-After": "1"})
+        early = await self._early_fault(fault, record)
+        if early:
+            return early
+        if fault == "garbage":
+            return web.Response(body=b"<html>upstream hiccup</html>", content_type="text/html")
         invalid = await self._read_job(request, record)
-        if invalid:
-            return invalid
+        if invalid or fault == "400":
+            return invalid or _error(400, "Prompt rejected")
         if fault == "406" or not self._reserve():
-            return _error(406, "Not enough credits")
+            return _error(406, "Not enough credits", self._credit_headers())
         request_id = str(uuid.uuid4())
         record.request_id = request_id
         job = _V2Request(record.prompt, record.aspect_ratio)
@@ -415,7 +451,7 @@ class Simulator:
         task = asyncio.create_task(self._v2_process(job, record))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        base = f"{self.base_url}/v2/requests/{request_id}"
+        base = f"{request.url.origin()}/v2/requests/{request_id}"
         return _json(
             {"request_id": request_id, "status": "QUEUED",
              "status_url": f"{base}/status", "response_url": base},
@@ -425,20 +461,21 @@ class Simulator:
     async def _v2_process(self, job: _V2Request, record: RequestRecord) -> None:
         await asyncio.sleep(self.config.queue_delay)
         job.state = "PROCESSING"
-        await asyncio.sleep(self._latency())
+        record.latency = job.latency = self._latency()
+        await asyncio.sleep(job.latency)
         marker = self.config.fail_marker
         if marker and marker in job.prompt:
             job.state, job.error = "FAILED", "Generation failed: model error"
             self._settle(charge=False)
         else:
-            job.image_name = self._store_file(self._image(job.prompt, job.aspect_ratio))
+            job.file_path = urlsplit(self.publish(self._image(job.prompt, job.aspect_ratio))).path
             job.state = "COMPLETED"
             self._settle(charge=True)
             record.charged = True
         job.finished_at = time.monotonic()
 
     def _v2_lookup(self, request: web.Request) -> tuple[_V2Request | None, web.Response | None]:
-        denied = self._check_key(request) or self._check_rate()
+        denied = self._check_key(request)
         if denied:
             return None, denied
         job = self._v2.get(request.match_info["id"])
@@ -471,8 +508,8 @@ class Simulator:
                 response = _json(body, 422)
             else:
                 if job.state == "COMPLETED":
-                    body["output"] = f"{self.base_url}/files/{job.image_name}"
-                    body["metrics"] = {"inference_time": self.config.latency}
+                    body["output"] = f"{request.url.origin()}{job.file_path}"
+                    body["metrics"] = {"inference_time": round(job.latency, 3)}
                 response = _json(body)
         record.status = response.status
         return response
