@@ -121,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds before the first retry, doubling (default 1)")
     run.add_argument("--timeout", type=_positive_float, default=600.0,
                      help="seconds per request attempt (default 600)")
-    run.add_argument("--api", choices=("v1", "v2"), default="v1")
+    run.add_argument("--api", choices=("v1", "v2"), default="v1",
+                     help="v1: one blocking request per image (default); v2: submit and poll")
+    run.add_argument("--poll-interval", type=_positive_float, default=1.0,
+                     help="v2: seconds before the first status poll, growing to 5 (default 1)")
     run.add_argument("--base-url", help=f"API base URL (default ${BASE_URL_ENV} or "
                      f"{DEFAULT_BASE_URL})")
     run.add_argument("--simulate", action="store_true",
@@ -253,7 +256,7 @@ def _run(args: argparse.Namespace) -> int:
         retries=args.retries, backoff=args.backoff, timeout=args.timeout,
         max_cost_micro=args.max_cost, price_micro=args.price, retry_failed=args.retry_failed,
         limit=args.limit, shard=args.shard, require_credits=args.require_credits,
-        max_outage=args.max_outage, grace_period=args.grace,
+        max_outage=args.max_outage, grace_period=args.grace, poll_interval=args.poll_interval,
         status_interval=args.status_interval, job_file=args.job_file,
         default_ratio=args.aspect_ratio, sheet=args.sheet,
         job_file_sha256=hashlib.sha256(args.job_file.read_bytes()).hexdigest(),

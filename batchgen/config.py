@@ -66,6 +66,7 @@ class RunConfig:
     shard: tuple[int, int] | None = None  # (index, count), 1-based
     require_credits: bool = False
     max_outage: float = 600.0
+    poll_interval: float = 1.0  # v2: first status poll after this many seconds, then longer
     grace_period: float = 60.0  # how long in-flight requests may finish after a signal
     status_interval: float = 30.0  # seconds between log lines when not on a terminal
     job_file: Path | None = None

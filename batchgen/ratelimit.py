@@ -30,6 +30,12 @@ RECOVERY_SHARE = 0.05
 MIN_RATE = 1.0  # requests per minute
 
 
+async def wait_event(event: asyncio.Event, timeout: float) -> None:
+    """Wait until `event` is set or `timeout` seconds pass, whichever comes first."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+
+
 class _Limiter(AsyncLimiter):
     """aiolimiter's bucket with a drain rate that can change while tasks wait."""
 
@@ -109,19 +115,15 @@ class CircuitBreaker:
             if self.outage_seconds() > max_outage:
                 return False
             if self._probing:
-                await self._wait_closed(timeout=1.0)
+                await wait_event(self._closed, timeout=1.0)
                 continue
             wait = self._next_probe - time.monotonic()
             if wait > 0:
-                await self._wait_closed(timeout=min(wait, 1.0))
+                await wait_event(self._closed, timeout=min(wait, 1.0))
                 continue
             self._probing = True
             return True
         return True
-
-    async def _wait_closed(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), timeout)
 
     def succeeded(self) -> None:
         self.failures = 0

@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import re
 import signal
 import time
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ from .errors import (
 from .jobs import Job
 from .lock import FolderLock
 from .manifest import MANIFEST_NAME, ManifestWriter, Replay, replay
+from .poller import Poller
 from .progress import Reporter
 from .ratelimit import AdaptiveRate, CircuitBreaker
 from .store import ImageStore, safe_stem
@@ -56,6 +58,9 @@ STOP_EXIT_CODES = {"out_of_credits": 3, "budget": 4, "auth": 5, "outage": 1,
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 MAX_RATE_LIMITED = 100  # 429s one job may meet before it is recorded as a retryable failure
 BACKOFF_CAP = 60.0
+#: v2 FAILED messages worth a new submission rather than a permanent failure
+_TRANSIENT = re.compile(r"timeout|timed out|temporar|overload|unavailable|try again|capacity",
+                        re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,18 @@ class Reservation:
         self.spent += micro
 
 
+@dataclass(slots=True)
+class Ticket:
+    """One job on its way through a worker."""
+
+    job: Job
+    reservation: Reservation
+    request_id: str | None = None  # v2: the submitted request to poll, never to re-post
+    replaces: str | None = None  # v2: the expired request this one was submitted instead of
+    attempts: int = 0
+    billed: int = 0  # money spent on answers that were not images
+
+
 class Pool:
     """Workers, their shared limits, and the stop flag."""
 
@@ -184,6 +201,7 @@ class Pool:
         self.budget = Budget(config.max_cost_micro, config.price_micro)
         self.rate = AdaptiveRate(config.rate) if config.rate else None
         self.breaker = CircuitBreaker()
+        self.poller = Poller(client, self.rate, interval=config.poll_interval)
         self.stop_reason: str | None = None
         self.fatal: ApiError | None = None
         self.remaining_credits: float | None = None
@@ -203,12 +221,14 @@ class Pool:
     async def run(self, items: Sequence[tuple[Job, str | None]]) -> None:
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.concurrency)
         feeder = asyncio.create_task(self._feed(items, queue))
+        poller = asyncio.create_task(self.poller.run())
         self._workers = [asyncio.create_task(self._work(queue))
                          for _ in range(self.config.concurrency)]
         try:
             results = await asyncio.gather(*self._workers, return_exceptions=True)
         finally:
             feeder.cancel()
+            poller.cancel()
         for result in results:
             if isinstance(result, Exception):
                 raise result
@@ -230,8 +250,9 @@ class Pool:
             if reservation is None:
                 self.stop("budget")
                 return
+            job, request_id = item
             try:
-                await self._process(*item, reservation)
+                await self._process(Ticket(job, reservation, request_id))
             except OutputError as exc:  # the manifest cannot be written: nothing more can run
                 log.error("%s; stopping", exc)
                 self.stop("output_error")
@@ -257,33 +278,31 @@ class Pool:
         delay = random.uniform(0, min(BACKOFF_CAP, self.config.backoff * 2 ** (retry - 1)))
         return max(delay, retry_after or 0.0)
 
-    async def _process(self, job: Job, request_id: str | None,
-                       reservation: Reservation) -> None:
+    async def _process(self, ticket: Ticket) -> None:
         """Try a job until it succeeds, fails for good or the run stops."""
-        attempts = retries = rate_limited = 0
-        billed = 0  # money spent on answers that were not images
+        retries = rate_limited = 0
         try:
             while True:
                 if not await self._admit():
-                    if attempts:
-                        self._pending(job, self.stop_reason or "interrupted", request_id)
+                    if ticket.attempts:
+                        self._pending(ticket, self.stop_reason or "interrupted")
                     return
-                attempts += 1
+                ticket.attempts += 1
                 try:
-                    image = await self.client.generate(job.prompt, job.aspect_ratio)
+                    image = await self._attempt(ticket)
                 except RateLimited as exc:
                     self.breaker.succeeded()
                     if self.rate is not None:
                         self.rate.rate_limited(exc.retry_after)
                     rate_limited += 1
                     if rate_limited > MAX_RATE_LIMITED:
-                        self._failed(job, exc, retryable=True, attempts=attempts, billed=billed)
+                        self._failed(ticket, exc, retryable=True)
                         return
                     await asyncio.sleep(exc.retry_after or self._backoff(rate_limited, None))
                     continue
                 except RetryableError as exc:
                     if isinstance(exc, InvalidImage):
-                        billed += self.config.price_micro
+                        ticket.billed += self.config.price_micro
                         self.budget.charge(self.config.price_micro)
                         self.breaker.succeeded()
                     else:
@@ -291,23 +310,23 @@ class Pool:
                     if not self.breaker.is_open:  # waiting out an outage costs no retries
                         retries += 1
                     if retries > self.config.retries:
-                        self._failed(job, exc, retryable=True, attempts=attempts, billed=billed)
+                        self._failed(ticket, exc, retryable=True)
                         return
                     if not self.budget.fits():
                         self.stop("budget")
-                        self._pending(job, "budget", request_id)
+                        self._pending(ticket, "budget")
                         return
-                    log.debug("retrying %s after %s", job.id, exc)
+                    log.debug("retrying %s after %s", ticket.job.id, exc)
                     await asyncio.sleep(self._backoff(max(retries, 1), exc.retry_after))
                     continue
                 except JobRejected as exc:
                     self.breaker.succeeded()
-                    self._failed(job, exc, retryable=False, attempts=attempts, billed=billed)
+                    self._failed(ticket, exc, retryable=False)
                     return
                 except OutOfCredits:
                     self.breaker.succeeded()
                     self.stop("out_of_credits")
-                    self._pending(job, "out_of_credits", request_id)
+                    self._pending(ticket, "out_of_credits")
                     return
                 except FatalApiError as exc:
                     self.fatal = self.fatal or exc
@@ -316,38 +335,66 @@ class Pool:
                 self.breaker.succeeded()
                 if self.rate is not None:
                     self.rate.succeeded()
-                await self._succeeded(job, image, attempts, billed, reservation)
+                await self._succeeded(ticket, image)
                 return
         except asyncio.CancelledError:
-            self._pending(job, "interrupted", request_id)
+            self._pending(ticket, "interrupted")
             raise
 
-    async def _succeeded(self, job: Job, image: GeneratedImage, attempts: int, billed: int,
-                         reservation: Reservation) -> None:
+    async def _attempt(self, ticket: Ticket) -> GeneratedImage:
+        """One try at the image. A job with a v2 request id is always polled, whatever
+        --api says: re-posting it could pay twice."""
+        if self.config.api == "v1" and ticket.request_id is None:
+            return await self.client.generate(ticket.job.prompt, ticket.job.aspect_ratio)
+        if ticket.request_id is None:
+            submission = await self.client.submit(ticket.job.prompt, ticket.job.aspect_ratio)
+            ticket.request_id = submission.request_id
+            replaces = {"replaces": ticket.replaces} if ticket.replaces else {}
+            self.manifest.write("submitted", job_id=ticket.job.id,
+                                request_id=submission.request_id, **replaces)
+        try:
+            state, error = await self.poller.wait(ticket.request_id)
+            if state == "COMPLETED":
+                if self.rate is not None:
+                    await self.rate.acquire()
+                return await self.client.result(ticket.request_id)
+        except FatalApiError as exc:
+            if exc.status != 404:
+                raise
+            log.warning("%s: request %s is unknown or its result expired; submitting again",
+                        ticket.job.id, ticket.request_id)
+            ticket.replaces, ticket.request_id = ticket.request_id, None
+            return await self._attempt(ticket)
+        ticket.request_id = None  # FAILED: a retry is a new submission
+        message = error or "generation failed"
+        if _TRANSIENT.search(message):
+            raise RetryableError(message, 422)
+        raise JobRejected(message, 422)
+
+    async def _succeeded(self, ticket: Ticket, image: GeneratedImage) -> None:
         """Save the image, then record it. Shielded: a paid-for image is never dropped
         half-way by a second Ctrl-C."""
-        save = asyncio.ensure_future(self._save(job, image, attempts, billed, reservation))
+        save = asyncio.ensure_future(self._save(ticket, image))
         try:
             await asyncio.shield(save)
         except asyncio.CancelledError:
             await save
             raise
 
-    async def _save(self, job: Job, image: GeneratedImage, attempts: int, billed: int,
-                    reservation: Reservation) -> None:
-        stem = safe_stem(job.id)
+    async def _save(self, ticket: Ticket, image: GeneratedImage) -> None:
+        job = ticket.job
         try:
-            file = await asyncio.to_thread(self.store.write, stem, image.extension, image.data)
+            file = await asyncio.to_thread(
+                self.store.write, safe_stem(job.id), image.extension, image.data)
         except OSError as exc:  # disk full, folder removed: the image is paid for but lost
             log.error("cannot save images in %s: %s; stopping", self.store.path, exc.strerror)
             self.stop("output_error")
             self.budget.charge(self.config.price_micro)
+            ticket.billed += self.config.price_micro
             error = RetryableError(f"could not save the image: {exc.strerror}")
-            self._failed(job, error, retryable=True, attempts=attempts,
-                         billed=billed + self.config.price_micro)
+            self._failed(ticket, error, retryable=True)
             return
-        cost = self.config.price_micro + billed
-        reservation.commit()
+        ticket.reservation.commit()
         self.done += 1
         if image.remaining_credits is not None:  # answers arrive out of order: keep the lowest
             known = [c for c in (self.remaining_credits, image.remaining_credits) if c is not None]
@@ -355,25 +402,26 @@ class Pool:
         self.manifest.write(
             "succeeded", job_id=job.id, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
             metadata=job.metadata, file=file, bytes=len(image.data),
-            sha256=hashlib.sha256(image.data).hexdigest(), cost=micro_to_usd(cost),
-            attempts=attempts, latency_s=round(image.latency_s, 3),
+            sha256=hashlib.sha256(image.data).hexdigest(),
+            cost=micro_to_usd(self.config.price_micro + ticket.billed),
+            attempts=ticket.attempts, latency_s=round(image.latency_s, 3),
             request_id=image.request_id, remaining_credits=image.remaining_credits,
         )
         self.reporter.job_done(job.id, self.budget.spent, image.remaining_credits)
 
-    def _failed(self, job: Job, exc: ApiError, *, retryable: bool, attempts: int,
-                billed: int) -> None:
+    def _failed(self, ticket: Ticket, exc: ApiError, *, retryable: bool) -> None:
+        job = ticket.job
         self.failed_jobs.add(job.id)
         self.manifest.write(
             "failed", job_id=job.id, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
-            status=exc.status, error=exc.message, retryable=retryable, attempts=attempts,
-            cost=micro_to_usd(billed),
+            status=exc.status, error=exc.message, retryable=retryable,
+            attempts=ticket.attempts, cost=micro_to_usd(ticket.billed),
         )
         self.reporter.job_failed(job.id, str(exc))
 
-    def _pending(self, job: Job, reason: str, request_id: str | None) -> None:
-        fields = {"request_id": request_id} if request_id else {}
-        self.manifest.write("pending", job_id=job.id, reason=reason, **fields)
+    def _pending(self, ticket: Ticket, reason: str) -> None:
+        fields = {"request_id": ticket.request_id} if ticket.request_id else {}
+        self.manifest.write("pending", job_id=ticket.job.id, reason=reason, **fields)
 
 
 async def _preflight(client: Client, config: RunConfig, jobs_left: int) -> str | None:
