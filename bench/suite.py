@@ -1,0 +1,364 @@
+"""The benchmarks of issue 7 / SPEC §7. Each returns rows of the results table;
+every figure that has a target is a ratio of two things measured side by side in
+this run, so it holds on a noisy machine. Sizes come from a `Sizes` preset."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .harness import (
+    BIG_RATE,
+    Child,
+    SimulatorProcess,
+    StatsWatcher,
+    baseline_run,
+    batchgen_run,
+    job_id,
+    prompt,
+    read_json_lines,
+    run_child,
+    write_jobs,
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each benchmark is. `full` is the issue's sizes; `quick` about a
+    minute or two; `smoke` just proves the suite still runs."""
+
+    name: str
+    latency: float = 0.2
+    concurrency: int = 16
+    throughput_jobs: int = 2000
+    rate: float = 1200.0  # requests per minute for the rate-bound case
+    rate_latency: float = 0.05
+    rate_jobs: int = 1200
+    sequential_jobs: int = 100  # the sequential loop at `latency` (it is slow)
+    zero_jobs: int = 5000  # zero-latency comparisons
+    sequential_zero_jobs: int = 1000
+    repeats: int = 2  # zero-latency batchgen/gather pairs (best of)
+    memory_small: int = 10_000
+    memory_large: int = 100_000
+    big_rows: int = 1_000_000  # validate's CSV and the resume manifest
+    storm_rate: float = 1200.0  # batchgen --rate; the simulator allows half
+    storm_window: float = 10.0  # simulator --rate-window, scaled down from 60 s
+    storm_jobs: int = 450
+    timeout: float = 900.0  # per child process
+    share_simulators: bool = False  # reuse one simulator per setting (cheaper, less exact)
+
+
+FULL = Sizes("full")
+QUICK = Sizes("quick", throughput_jobs=400, rate_jobs=300, sequential_jobs=25, zero_jobs=1500,
+              sequential_zero_jobs=300, repeats=1, memory_small=2000, memory_large=20_000,
+              big_rows=100_000, storm_window=5.0, storm_jobs=150, timeout=300.0)
+SMOKE = Sizes("smoke", latency=0.05, throughput_jobs=48, rate_jobs=30, sequential_jobs=5,
+              zero_jobs=100, sequential_zero_jobs=30, repeats=1, memory_small=100,
+              memory_large=1000, big_rows=2000, storm_window=2.0, storm_jobs=30, timeout=60.0,
+              share_simulators=True)
+PRESETS = {s.name: s for s in (FULL, QUICK, SMOKE)}
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    section: str
+    name: str
+    measured: str
+    ratio: float | None = None
+    target: str = ""
+    ok: bool | None = None  # None: no target (informational)
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    """Runs the benchmarks in one scratch folder, remembering figures that later
+    rows compare against."""
+
+    def __init__(self, sizes: Sizes, tmp: Path):
+        self.sizes = sizes
+        self.tmp = tmp
+        self.logs = tmp / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.figures: dict[str, float] = {}
+        self._jobs: dict[int, Path] = {}
+        self._serial = 0
+        self._shared: dict[tuple, SimulatorProcess] = {}
+
+    def close(self) -> None:
+        for sim in self._shared.values():
+            sim.__exit__()
+        self._shared.clear()
+
+    @contextlib.contextmanager
+    def simulator(self, **settings) -> Iterator[SimulatorProcess]:
+        """A fresh simulator process for each measurement (its stats stay cheap to
+        poll), or with `share_simulators` one per setting for the whole run."""
+        if not self.sizes.share_simulators:
+            with SimulatorProcess(log_dir=self.logs, **settings) as sim:
+                yield sim
+            return
+        key = tuple(sorted(settings.items()))
+        if key not in self._shared:
+            self._shared[key] = SimulatorProcess(log_dir=self.logs, **settings).__enter__()
+        yield self._shared[key]
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def jobs(self, count: int) -> Path:
+        if count not in self._jobs:
+            self._jobs[count] = write_jobs(self.tmp / f"jobs-{count}.csv", count)
+        return self._jobs[count]
+
+    def out(self, label: str) -> Path:
+        self._serial += 1
+        return self.tmp / f"out-{self._serial:02d}-{label}"
+
+    def child(self, args: list[str], what: str, **kwargs) -> Child:
+        return run_child(args, timeout=self.sizes.timeout, log_dir=self.logs, **kwargs).check(what)
+
+    def measure(self, kind: str, count: int, *, latency: float, concurrency: int,
+                rate: float = BIG_RATE, rpm: int | None = None,
+                rate_window: float | None = None) -> tuple[StatsWatcher, Child]:
+        """One client (batchgen, gather or sequential) over `count` jobs against a fresh
+        simulator, timed by the simulator's own window."""
+        jobs, out = self.jobs(count), self.out(kind)
+        if kind == "batchgen":
+            args = batchgen_run(jobs, out, "", concurrency=concurrency, rate=rate)
+        else:
+            args = baseline_run(kind, jobs, out, "", concurrency=concurrency)
+        with self.simulator(latency=latency, rpm=rpm, rate_window=rate_window) as sim:
+            args[args.index("--base-url") + 1] = sim.url
+            with StatsWatcher(sim, count, timeout=self.sizes.timeout) as watch:
+                child = self.child(args, kind)
+        shutil.rmtree(out, ignore_errors=True)
+        if watch.window is None:
+            raise RuntimeError(f"{kind}: the simulator never saw {count} images charged")
+        say(f"  {kind:<10} {count:>7} jobs  {watch.throughput():8.1f}/s in the simulator's "
+            f"window, {count / child.wall_s:8.1f}/s end to end, cpu {child.cpu_s:.2f} s")
+        return watch, child
+
+    # -- 1. throughput against the ideal, 2. against the alternatives ---------------------
+
+    def throughput(self) -> list[Row]:
+        s = self.sizes
+        say(f"1. throughput: latency {s.latency} s, concurrency {s.concurrency}")
+        ideal = s.concurrency / s.latency
+        ours, _ = self.measure("batchgen", s.throughput_jobs, latency=s.latency,
+                               concurrency=s.concurrency)
+        gather, _ = self.measure("gather", s.throughput_jobs, latency=s.latency,
+                                 concurrency=s.concurrency)
+        seq, _ = self.measure("sequential", s.sequential_jobs, latency=s.latency,
+                              concurrency=1)
+        tp, gtp, stp = ours.throughput(), gather.throughput(), seq.throughput()
+        setting = f"L={s.latency:g}s C={s.concurrency}"
+        return [
+            Row("1 throughput", f"vs ideal min(C/L, R/60), {setting}, {s.throughput_jobs} jobs",
+                f"{tp:.1f}/s of {ideal:.1f}/s", tp / ideal, ">= 0.97", tp / ideal >= 0.97),
+            Row("2 alternatives", f"speed-up over sequential loop, {setting}",
+                f"{tp:.1f}/s vs {stp:.2f}/s ({s.sequential_jobs} jobs)", tp / stp, "info"),
+            Row("2 alternatives", f"vs asyncio.gather recipe, {setting}",
+                f"{tp:.1f}/s vs {gtp:.1f}/s", tp / gtp, ">= 0.95", tp / gtp >= 0.95),
+        ]
+
+    def rate_bound(self) -> list[Row]:
+        s = self.sizes
+        say(f"1. rate-bound: --rate {s.rate:g}/min, latency {s.rate_latency} s")
+        ideal = min(s.concurrency / s.rate_latency, s.rate / 60)
+        watch, _ = self.measure("batchgen", s.rate_jobs, latency=s.rate_latency,
+                                concurrency=s.concurrency, rate=s.rate)
+        tp = watch.throughput()
+        return [Row("1 throughput", f"rate-bound: --rate {s.rate:g} L={s.rate_latency:g}s "
+                    f"C={s.concurrency}, {s.rate_jobs} jobs",
+                    f"{tp:.2f}/s of {ideal:.2f}/s", tp / ideal, ">= 0.97", tp / ideal >= 0.97)]
+
+    def zero_latency(self) -> list[Row]:
+        s = self.sizes
+        say(f"2/3. zero latency: {s.zero_jobs} jobs, best of {s.repeats}")
+        best: dict[str, tuple[StatsWatcher, Child]] = {}
+        for _ in range(s.repeats):  # interleaved, so drift hits both alike
+            for kind in ("batchgen", "gather"):
+                watch, child = self.measure(kind, s.zero_jobs, latency=0.0,
+                                            concurrency=s.concurrency)
+                if kind not in best or watch.throughput() > best[kind][0].throughput():
+                    best[kind] = (watch, child)
+        seq, _ = self.measure("sequential", s.sequential_zero_jobs, latency=0.0, concurrency=1)
+        (ours, ours_child), (gather, gather_child) = best["batchgen"], best["gather"]
+        tp, gtp, stp = ours.throughput(), gather.throughput(), seq.throughput()
+        cpu = ours_child.cpu_s / s.zero_jobs * 1000
+        gcpu = gather_child.cpu_s / s.zero_jobs * 1000
+        self.figures.update(zero_tp=tp, zero_cpu=cpu)
+        return [
+            Row("2 alternatives", f"vs asyncio.gather recipe, L=0 C={s.concurrency}, "
+                f"{s.zero_jobs} jobs", f"{tp:.0f}/s vs {gtp:.0f}/s", tp / gtp, ">= 0.8",
+                tp / gtp >= 0.8),
+            Row("2 alternatives", "speed-up over sequential loop, L=0",
+                f"{tp:.0f}/s vs {stp:.0f}/s", tp / stp, "info"),
+            Row("3 overhead", f"jobs/s against a zero-latency simulator, C={s.concurrency}",
+                f"{tp:.0f}/s (end to end {s.zero_jobs / ours_child.wall_s:.0f}/s)", None,
+                "hundreds/s", tp >= 200),
+            Row("3 overhead", "CPU s per 1,000 jobs, batchgen vs gather recipe",
+                f"{cpu:.2f} s vs {gcpu:.2f} s", cpu / gcpu, "info"),
+        ]
+
+    # -- 4. memory ------------------------------------------------------------------------
+
+    def memory(self) -> list[Row]:
+        s = self.sizes
+        say(f"4. memory: {s.memory_small} vs {s.memory_large} jobs at zero latency")
+        runs: dict[int, Child] = {}
+        for count in (s.memory_small, s.memory_large):
+            jobs, out = self.jobs(count), self.out(f"memory-{count}")
+            with self.simulator(latency=0.0, rpm=None, rate_window=None) as sim:
+                runs[count] = self.child(batchgen_run(jobs, out, sim.url,
+                                                      concurrency=s.concurrency), "batchgen")
+            shutil.rmtree(out, ignore_errors=True)
+            child = runs[count]
+            say(f"  {count:>7} jobs: peak RSS {child.max_rss_mb:.0f} MB, {child.wall_s:.1f} s, "
+                f"cpu {child.cpu_s:.1f} s")
+        small, large = runs[s.memory_small], runs[s.memory_large]
+        ratio = large.max_rss_mb / small.max_rss_mb
+        n = s.memory_large
+        return [
+            Row("4 memory", f"peak RSS {s.memory_large:,} vs {s.memory_small:,} jobs (L=0)",
+                f"{large.max_rss_mb:.0f} MB vs {small.max_rss_mb:.0f} MB", ratio, "<= 1.3",
+                ratio <= 1.3),
+            Row("3 overhead", f"end to end over {n:,} jobs at L=0 (start-up, reports included)",
+                f"{n / large.wall_s:.0f} jobs/s, {large.cpu_s / n * 1000:.2f} CPU s/1,000",
+                None, "info"),
+        ]
+
+    # -- 4b. validate a big file, 5. resume from a big manifest -----------------------------
+
+    def big_file(self) -> list[Row]:
+        s = self.sizes
+        n = s.big_rows
+        folder = self.tmp / "big"
+        folder.mkdir()
+        say(f"4/5. a {n:,}-row job file (+1 new row), validate it, resume over {n:,} done jobs")
+        jobs = write_jobs(folder / "jobs.csv", n + 1)
+        validate = self.child([sys.executable, "-m", "batchgen", "validate", str(jobs),
+                               "--out", str(folder / "nothing")], "batchgen validate")
+        say(f"  validate: {validate.wall_s:.1f} s, peak RSS {validate.max_rss_mb:.0f} MB")
+        out = folder / "out"
+        with SimulatorProcess(log_dir=self.logs) as sim:  # counts requests: always fresh
+            # A genuine first run of one job: it gives the manifest's exact schema and
+            # a real image, and times start-to-first-request without any manifest.
+            fresh, fresh_first = self._first_request(sim, jobs, out, ["--limit", "1"])
+            made = _fill_manifest(out, n)
+            say(f"  manifest of {made:,} done jobs written")
+            json_s = read_json_lines(out / "manifest.jsonl")
+            resume, resume_first = self._first_request(sim, jobs, out, [])
+            json_s = min(json_s, read_json_lines(out / "manifest.jsonl"))
+            sent = sim.stats()["generation_requests"]
+        if sent != 2:
+            raise RuntimeError(f"resume re-ran done jobs: {sent} generation requests, expected 2")
+        shutil.rmtree(folder, ignore_errors=True)
+        say(f"  first request after {fresh_first:.1f} s fresh, {resume_first:.1f} s resuming; "
+            f"json.loads alone {json_s:.1f} s; whole runs {fresh.wall_s:.1f} / "
+            f"{resume.wall_s:.1f} s")
+        ratio = resume_first / json_s
+        manifest_part = (resume_first - fresh_first) / json_s
+        return [
+            Row("4 memory", f"batchgen validate, {n:,}-row CSV",
+                f"{validate.wall_s:.1f} s, peak RSS {validate.max_rss_mb:.0f} MB", None, "info"),
+            Row("5 resume", f"start → first request, {n:,} done jobs in the manifest, "
+                "vs json.loads of each line", f"{resume_first:.1f} s vs {json_s:.1f} s", ratio,
+                "<= 2", ratio <= 2),
+            Row("5 resume", "  of which the manifest (minus a fresh run's start-up, same file)",
+                f"{resume_first - fresh_first:.1f} s (fresh: {fresh_first:.1f} s)",
+                manifest_part, "info"),
+            Row("5 resume", "  whole resume run, 1 job + reports over all jobs",
+                f"{resume.wall_s:.1f} s (peak RSS {resume.max_rss_mb:.0f} MB)", None, "info"),
+        ]
+
+    def _first_request(self, sim: SimulatorProcess, jobs: Path, out: Path,
+                       extra: list[str]) -> tuple[Child, float]:
+        """A batchgen run that should send exactly one generation request: the run, and
+        the seconds from its start to that request reaching the simulator. A run that
+        sends more (it did not recognise done jobs) is killed."""
+        args = batchgen_run(jobs, out, sim.url, concurrency=self.sizes.concurrency,
+                            extra=extra)
+        with StatsWatcher(sim, 1, fast=0.005, timeout=self.sizes.timeout,
+                          max_generation=1) as watch:
+            child = run_child(args, timeout=self.sizes.timeout, log_dir=self.logs,
+                              on_start=watch.guard)
+        if watch.exceeded:
+            raise RuntimeError("batchgen sent more than one request: done jobs not recognised")
+        child.check("batchgen run")
+        if watch.first is None:
+            raise RuntimeError("batchgen sent no request")
+        return child, watch.first - child.started
+
+    # -- 6. 429 storm --------------------------------------------------------------------
+
+    def storm(self) -> list[Row]:
+        s = self.sizes
+        rpm = max(1, round(s.storm_rate / 2 * s.storm_window / 60))
+        limit = rpm / s.storm_window
+        say(f"6. 429 storm: --rate {s.storm_rate:g}/min against a simulator allowing {rpm} "
+            f"per {s.storm_window:g} s ({limit * 60:g}/min)")
+        watch, _ = self.measure("batchgen", s.storm_jobs, latency=s.rate_latency,
+                                concurrency=s.concurrency, rate=s.storm_rate, rpm=rpm,
+                                rate_window=s.storm_window)
+        by_status = watch.delta("generation_by_status")
+        total = sum(by_status.values())
+        share = by_status.get("429", 0) / total
+        tp = watch.throughput()
+        return [
+            Row("6 429 storm", f"share of requests answered 429 (--rate {s.storm_rate:g}, "
+                f"server allows {limit * 60:g}/min over {s.storm_window:g} s windows)",
+                f"{by_status.get('429', 0)} of {total}", share, "<= 0.10", share <= 0.10),
+            Row("6 429 storm", f"achieved / server's limit, {s.storm_jobs} jobs",
+                f"{tp:.2f}/s of {limit:.2f}/s", tp / limit, ">= 0.9", tp / limit >= 0.9),
+        ]
+
+
+def _fill_manifest(out: Path, count: int) -> int:
+    """Append `count - 1` succeeded lines cloned from the one the real run wrote (same
+    keys, same order), each with its image hard-linked from the real one."""
+    from batchgen.store import safe_stem
+
+    manifest = out / "manifest.jsonl"
+    lines = [json.loads(line) for line in manifest.read_text("utf-8").splitlines()]
+    template = next(line for line in lines if line["event"] == "succeeded")
+    image = out / template["file"]
+    images = image.parent
+    source = image
+    made = 1
+    with open(manifest, "a", encoding="utf-8") as fh:
+        for number in range(1, count):
+            ident = job_id(number)
+            file = f"images/{safe_stem(ident)}{image.suffix}"
+            line = dict(template, job_id=ident, prompt=prompt(number), file=file,
+                        request_id=f"{number:032x}")
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+            if number % 60_000 == 0:  # ext4 allows 65,000 links to one inode
+                source = images / f".bench-source-{number}"
+                shutil.copyfile(image, source)
+            os.link(source, out / file)
+            made += 1
+    for extra in images.glob(".bench-source-*"):
+        extra.unlink()
+    return made
+
+
+BENCHMARKS: dict[str, Callable[[Bench], list[Row]]] = {
+    "throughput": Bench.throughput,
+    "rate": Bench.rate_bound,
+    "zero": Bench.zero_latency,
+    "memory": Bench.memory,
+    "big": Bench.big_file,
+    "storm": Bench.storm,
+}
