@@ -59,9 +59,9 @@ FULL = Sizes("full")
 QUICK = Sizes("quick", throughput_jobs=400, rate_jobs=300, sequential_jobs=25, zero_jobs=1500,
               sequential_zero_jobs=300, repeats=1, memory_small=2000, memory_large=20_000,
               big_rows=100_000, storm_window=5.0, storm_jobs=150, timeout=300.0)
-SMOKE = Sizes("smoke", latency=0.05, throughput_jobs=48, rate_jobs=30, sequential_jobs=5,
-              zero_jobs=100, sequential_zero_jobs=30, repeats=1, memory_small=100,
-              memory_large=1000, big_rows=2000, storm_window=2.0, storm_jobs=30, timeout=60.0,
+SMOKE = Sizes("smoke", latency=0.05, throughput_jobs=32, rate_jobs=25, sequential_jobs=4,
+              zero_jobs=60, sequential_zero_jobs=20, repeats=1, memory_small=50,
+              memory_large=300, big_rows=500, storm_window=2.0, storm_jobs=20, timeout=60.0,
               share_simulators=True)
 PRESETS = {s.name: s for s in (FULL, QUICK, SMOKE)}
 
