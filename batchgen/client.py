@@ -288,18 +288,34 @@ class Client:
         return Submission(str(request_id), _float_header(headers, "x-remaining-credits"))
 
     async def status(self, request_id: str) -> tuple[str, str | None]:
-        """v2: (QUEUED | PROCESSING | COMPLETED | FAILED, error message)."""
+        """v2: (QUEUED | PROCESSING | COMPLETED | FAILED | EXPIRED, error message).
+        EXPIRED: the API no longer knows the request (404; results are kept about an
+        hour), so it can never complete and may be submitted again."""
         url = f"{self.base_url}/v2/requests/{request_id}/status"
-        data = await self._v2_get(url)
+        try:
+            data = await self._v2_get(url)
+        except FatalApiError as exc:
+            if exc.status == 404:
+                return "EXPIRED", exc.message
+            raise
         return str(data.get("status", "")).upper(), data.get("error")
 
     async def result(self, request_id: str) -> GeneratedImage:
-        """v2: download the finished image of a COMPLETED request."""
+        """v2: download the finished image of a COMPLETED request. Not finished yet,
+        or gone (404): RetryableError, so the caller polls `status` again."""
         url = f"{self.base_url}/v2/requests/{request_id}"
         started = time.monotonic()
-        data = await self._v2_get(url)
-        if str(data.get("status", "")).upper() == "FAILED":
+        try:
+            data = await self._v2_get(url)
+        except FatalApiError as exc:
+            if exc.status != 404:
+                raise
+            raise RetryableError(exc.message, 404) from None
+        state = str(data.get("status", "")).upper()
+        if state == "FAILED":
             raise JobRejected(str(data.get("error") or "generation failed"), 422)
+        if state != "COMPLETED":
+            raise RetryableError(f"request {request_id} is not finished: {state or '?'}")
         image, content_type = await self._image_from_json(data)
         return GeneratedImage(
             data=image,

@@ -36,7 +36,12 @@ from aiohttp import web
 
 from .config import ASPECT_RATIOS, MICRO, MODEL, PRICE_MICRO
 
-FAULTS = ("500", "502", "503", "504", "429", "timeout", "garbage", "400", "406")
+FAULTS = ("500", "502", "503", "504", "429", "timeout", "garbage", "400", "406",
+          "401", "403", "404")
+_FAULT_ERRORS = {
+    401: "Unauthorized", 403: "Forbidden", 404: "Not found", 500: "Internal server error",
+    502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout",
+}
 FORMATS = ("raw", "base64", "url", "mixed")
 
 
@@ -292,11 +297,11 @@ class Simulator:
         return None
 
     async def _early_fault(self, fault: str | None, record: RequestRecord) -> web.Response | None:
-        """The faults that answer before the job is even read: 429, 5xx, a hang."""
+        """The faults that answer before the job is even read: 429, 5xx, 401/403/404, a hang."""
         if fault == "429":
             return _error(429, "Rate limit exceeded", {"Retry-After": "1"})
-        if fault in ("500", "502", "503", "504"):
-            return _error(int(fault), "Internal server error" if fault == "500" else "Bad gateway")
+        if fault and fault.isdigit() and int(fault) in _FAULT_ERRORS:
+            return _error(int(fault), _FAULT_ERRORS[int(fault)])
         if fault == "timeout":
             record.status = "timeout"  # stays so if the client gives up first
             await asyncio.sleep(self.config.hang)
