@@ -149,11 +149,11 @@ def write_reports(out_dir: Path, jobs: Sequence[Job], state: Replay) -> None:
 # -- index.html ------------------------------------------------------------------------
 
 
-def _when(ts: str | None) -> str:
-    """'2026-11-01T12:03:04.123Z' → '2026-11-01 12:03 UTC'."""
+def _when(ts: str | None, *, seconds: bool = False) -> str:
+    """'2026-11-01T12:03:04.123Z' → '2026-11-01 12:03 UTC' (or '… 12:03:04 UTC')."""
     if not ts:
         return "-"
-    return ts[:16].replace("T", " ") + " UTC" if ts.endswith("Z") else ts
+    return ts[:19 if seconds else 16].replace("T", " ") + " UTC" if ts.endswith("Z") else ts
 
 
 _CSS = """
@@ -536,10 +536,10 @@ def format_status(info: dict[str, Any]) -> str:
         f"run{'s' if info['runs'] != 1 else ''}, {money(info['spent_last_run'])} in the last",
     ]
     if last["run_id"]:
-        end = last["finished"] or "-"
+        end = _when(last["finished"], seconds=True)
         exit_code = "" if last["exit_code"] is None else f", exit {last['exit_code']}"
         pid = f", pid {last['running_pid']}" if last["running_pid"] else ""
-        lines.append(f"  last run {last['run_id']}: {last['started']} → {end} "
+        lines.append(f"  last run {last['run_id']}: {_when(last['started'], seconds=True)} → {end} "
                      f"({last['reason']}{exit_code}{pid})")
     lines.append(f"  left: {info['left']} jobs ≈ {money(info['left_cost'])} "
                  f"at {money(info['price'])} each")

@@ -297,6 +297,36 @@ def test_an_edited_job_file_is_reported_as_it_is_now(mixed_batch, cli):
     assert any("changed since the last run" in w for w in info["warnings"])
 
 
+def drop_run_finished(out: Path) -> None:
+    """The manifest as a run killed with -9 leaves it: no run_finished line."""
+    path = out / "manifest.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(x for x in lines if '"run_finished"' not in x))
+
+
+def test_status_of_a_killed_run_counts_its_money_from_the_manifest(mixed_batch, cli):
+    _, out = mixed_batch
+    drop_run_finished(out)
+    info = json.loads(cli("status", out, "--json").out)
+    assert info["last_run"]["reason"] == "unfinished (killed?)"
+    assert info["last_run"]["finished"] is None and info["last_run"]["exit_code"] is None
+    assert info["spent_last_run"] == info["spent_total"] == pytest.approx(0.076)
+    assert "→ - (unfinished (killed?))" in cli("status", out).out
+
+
+def test_status_names_the_run_still_going(mixed_batch, cli):
+    _, out = mixed_batch
+    drop_run_finished(out)
+    with subprocess.Popen(["sleep", "600"]) as other:  # stands in for a live run
+        try:
+            (out / ".batchgen.lock").write_text(str(other.pid))
+            info = json.loads(cli("status", out, "--json").out)
+        finally:
+            other.kill()
+    assert info["last_run"]["reason"] == "running"
+    assert info["last_run"]["running_pid"] == other.pid
+
+
 def test_status_and_report_need_an_output_folder(tmp_path, cli):
     for command in ("status", "report"):
         result = cli(command, tmp_path)
