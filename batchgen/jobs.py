@@ -264,8 +264,9 @@ def _read_excel(path: Path, sheet: str | None, problems: _Problems) -> pd.DataFr
             if sheet is not None and sheet not in book.sheet_names:
                 names = ", ".join(repr(s) for s in book.sheet_names)
                 problems.fail(None, "--sheet", f"no sheet named {sheet!r}; sheets: {names}")
-            frame = book.parse(sheet if sheet is not None else 0, header=None, dtype=object,
-                               keep_default_na=False, na_filter=False)
+            frame = pd.read_excel(book, sheet_name=sheet if sheet is not None else 0,
+                                  header=None, dtype=object, keep_default_na=False,
+                                  na_filter=False)
     except JobFileError:
         raise
     except Exception as exc:  # zip, XML and openpyxl errors have no common base
@@ -336,8 +337,9 @@ def _jsonl_rows(text: str, problems: _Problems) -> Iterator[Row]:
             continue
         try:
             item = json.loads(line)
-        except ValueError as exc:
-            problems.add(f"line {number}", None, f"not valid JSON ({exc})")
+        except json.JSONDecodeError as exc:
+            problems.add(f"line {number}", None,
+                         f"not valid JSON at column {exc.colno}: {exc.msg}")
             continue
         if isinstance(item, str):
             item = {"prompt": item}
@@ -510,6 +512,8 @@ def _prompt(value: Any, problems: _Problems, location: str, column: str) -> str 
                      else f"must be text, not {type(value).__name__}")
         return None
     prompt = value.strip()
+    if "\r" in prompt:  # a multi-line cell from Windows: same prompt, same id as on a Mac
+        prompt = prompt.replace("\r\n", "\n").replace("\r", "\n")
     if not prompt:
         problems.add(location, column, "is empty")
         return None
