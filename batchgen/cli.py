@@ -227,7 +227,7 @@ def _estimate(args: argparse.Namespace, jobs: list[Job]) -> None:
         config = RunConfig(out_dir=out_dir, api_key="", price_micro=price)
         plan = make_plan(jobs, replay(manifest), ImageStore(out_dir).existing(), config)
         left = len(plan.to_run)
-        print(f"already done: {len(jobs) - left - plan.permanent_failures} "
+        print(f"already done: {plan.done_before} "
               f"({plan.permanent_failures} failed permanently) in {out_dir}; "
               f"left: {left} = {format_usd(left * price)}")
 

@@ -102,6 +102,7 @@ class Plan:
     to_run: list[tuple[Job, str | None]]  # (job, v2 request id to poll instead of re-posting)
     recovered: list[tuple[Job, str]]  # images on disk whose success line was lost in a crash
     permanent_failures: int
+    done_before: int
 
 
 def make_plan(jobs: Sequence[Job], state: Replay, on_disk: set[str], config: RunConfig) -> Plan:
@@ -109,12 +110,13 @@ def make_plan(jobs: Sequence[Job], state: Replay, on_disk: set[str], config: Run
     by_stem = {path.rsplit("/", 1)[-1].rsplit(".", 1)[0]: path for path in on_disk}
     to_run: list[tuple[Job, str | None]] = []
     recovered: list[tuple[Job, str]] = []
-    permanent = 0
+    permanent = done = 0
     for job in universe:
         record = state.jobs.get(job.id)
         unchanged = record is not None and record.prompt in (None, job.prompt) and \
             record.aspect_ratio in (None, job.aspect_ratio)
         if record is not None and unchanged and record.state == "done" and record.file in on_disk:
+            done += 1
             continue
         if unchanged and record.state == "failed" and not record.retryable \
                 and not config.retry_failed:
@@ -129,7 +131,7 @@ def make_plan(jobs: Sequence[Job], state: Replay, on_disk: set[str], config: Run
         to_run.append((job, request_id))
     if config.limit is not None:
         to_run = to_run[: config.limit]
-    return Plan(universe, to_run, recovered, permanent)
+    return Plan(universe, to_run, recovered, permanent, done)
 
 
 class Budget:
@@ -516,8 +518,7 @@ async def _run_locked(jobs: Sequence[Job], config: RunConfig, reporter: Reporter
         _recover(manifest, plan, config)
         pool = Pool(config, client, manifest, store, reporter)
         log.info("%d jobs: %d to run, %d done before, %d failed permanently",
-                 len(plan.universe), len(plan.to_run),
-                 len(plan.universe) - len(plan.to_run) - plan.permanent_failures,
+                 len(plan.universe), len(plan.to_run), plan.done_before,
                  plan.permanent_failures)
         stop_reason = None
         try:
