@@ -19,7 +19,7 @@ from .client import Client
 from .errors import ApiError, RateLimited, RetryableError
 from .ratelimit import AdaptiveRate, wait_event
 
-TERMINAL = ("COMPLETED", "FAILED")
+TERMINAL = ("COMPLETED", "FAILED", "EXPIRED")
 
 
 class Poller:
@@ -36,8 +36,8 @@ class Poller:
         self._wake = asyncio.Event()
 
     async def wait(self, request_id: str) -> tuple[str, str | None]:
-        """The terminal (state, error) of a request. Raises ApiError for a fatal answer,
-        e.g. FatalApiError 404 when the id is unknown or its result expired."""
+        """The terminal (state, error) of a request: COMPLETED, FAILED, or EXPIRED when
+        the API no longer knows it. Raises ApiError for a fatal answer (401/403)."""
         future = asyncio.get_running_loop().create_future()
         self._schedule(request_id, self.interval, future, delay=self.interval)
         return await future

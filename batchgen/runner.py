@@ -354,15 +354,12 @@ class Pool:
             replaces = {"replaces": ticket.replaces} if ticket.replaces else {}
             self.manifest.write("submitted", job_id=ticket.job.id,
                                 request_id=submission.request_id, **replaces)
-        try:
-            state, error = await self.poller.wait(ticket.request_id)
-            if state == "COMPLETED":
-                if self.rate is not None:
-                    await self.rate.acquire()
-                return await self.client.result(ticket.request_id)
-        except FatalApiError as exc:
-            if exc.status != 404:
-                raise
+        state, error = await self.poller.wait(ticket.request_id)
+        if state == "COMPLETED":
+            if self.rate is not None:
+                await self.rate.acquire()
+            return await self.client.result(ticket.request_id)
+        if state == "EXPIRED":
             log.warning("%s: request %s is unknown or its result expired; submitting again",
                         ticket.job.id, ticket.request_id)
             ticket.replaces, ticket.request_id = ticket.request_id, None
