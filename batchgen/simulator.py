@@ -30,7 +30,6 @@ import zlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -47,7 +46,7 @@ FORMATS = ("raw", "base64", "url", "mixed")
 
 @dataclass(kw_only=True)
 class SimulatorConfig:
-    """How the fake API behaves. Every field has a command-line twin in `batchgen simulator`."""
+    """How the fake API behaves. Most fields have a command-line twin in `batchgen simulator`."""
 
     latency: float = 0.0  # seconds per generation
     jitter: float = 0.0  # ± seconds added at random to the latency
@@ -91,7 +90,7 @@ class RequestRecord:
     in_flight: int = 0  # generation requests being served, this one included
     request_id: str | None = None
     charged: bool = False
-    latency: float = 0.0  # seconds the simulator spent "generating" (v1)
+    latency: float = 0.0  # seconds the simulator spent "generating" the image
     has_key: bool = False  # whether the request carried an x-api-key header
 
 
@@ -227,10 +226,14 @@ class Simulator:
         self.credits_micro = (self.credits_micro or 0) + round(dollars * MICRO)
 
     def publish(self, data: bytes, content_type: str = "image/png") -> str:
-        """Serve `data` at a new URL under /files/ (as the CDN serves outputs); the URL."""
+        """Serve `data` at a new URL under /files/, as Segmind's CDN serves outputs
+        (no key needed). Tests use it to serve images, or anything else, from here."""
+        return self.base_url + self._put_file(data, content_type)
+
+    def _put_file(self, data: bytes, content_type: str = "image/png") -> str:
         name = f"{uuid.uuid4().hex}.{content_type.rpartition('/')[2] or 'bin'}"
         self._files[name] = (data, content_type)
-        return f"{self.base_url}/files/{name}"
+        return f"/files/{name}"
 
     # -- shared checks ---------------------------------------------------------
 
@@ -397,14 +400,10 @@ class Simulator:
             fmt = next(self._formats)
         if fmt == "base64":
             return _json({"image": base64.b64encode(image).decode()}, headers=headers)
-        if fmt == "url":
-            return _json({"output": self._file_url(request, image)}, headers=headers)
+        if fmt == "url":  # under the host name the client used to reach us
+            url = f"{request.url.origin()}{self._put_file(image)}"
+            return _json({"output": url}, headers=headers)
         return web.Response(body=image, headers=headers, content_type="image/png")
-
-    def _file_url(self, request: web.Request, image: bytes) -> str:
-        """Publish an image under the host name the client used to reach us."""
-        path = urlsplit(self.publish(image)).path
-        return f"{request.url.origin()}{path}"
 
     async def _file(self, request: web.Request) -> web.Response:
         record = self._record(request)
@@ -473,7 +472,7 @@ class Simulator:
             job.state, job.error = "FAILED", "Generation failed: model error"
             self._settle(charge=False)
         else:
-            job.file_path = urlsplit(self.publish(self._image(job.prompt, job.aspect_ratio))).path
+            job.file_path = self._put_file(self._image(job.prompt, job.aspect_ratio))
             job.state = "COMPLETED"
             self._settle(charge=True)
             record.charged = True
