@@ -89,7 +89,8 @@ def key_exposed(base_url: str) -> bool:
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait, from `Retry-After` (seconds or HTTP date) or
-    `x-rate-limit-reset-at-utc` (ISO 8601 or epoch seconds); None when neither parses."""
+    `x-rate-limit-reset-at-utc` (ISO 8601, or epoch seconds or milliseconds); None when
+    neither parses."""
     now = time.time() if now is None else now
     value = headers.get("Retry-After", "").strip()
     if value:
@@ -108,6 +109,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         if epoch is not None:
             if epoch > 1e11:  # milliseconds since the epoch
                 epoch /= 1000
+            elif epoch < 1e9:  # too small for a date this century: a delay in seconds
+                return max(0.0, epoch)
             return max(0.0, epoch - now)
         try:
             return _until(datetime.fromisoformat(value.replace("Z", "+00:00")), now)
@@ -254,7 +257,7 @@ class Client:
         except InvalidImage:
             raise
         except ApiError as exc:  # the 200 was billed, so a failed download is billed too
-            raise InvalidImage(f"invalid image data: {exc.message}", exc.status) from None
+            raise InvalidImage(f"invalid image data: {exc.message}", 200) from None
         return GeneratedImage(
             data=data,
             extension=_verified_extension(data),

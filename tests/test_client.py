@@ -211,6 +211,7 @@ async def test_a_failed_download_after_a_billed_200_is_invalid_image(scripted, s
     scripted.responses.append(web.json_response({"output": sim.base_url + "/files/gone.png"}))
     error = await failure(scripted.base_url)
     assert isinstance(error, InvalidImage) and "download failed" in error.message
+    assert error.status == 200
 
 
 # -- parse_retry_after ---------------------------------------------------------------
@@ -232,6 +233,7 @@ NOW = 1_700_000_000.0
     ({"x-rate-limit-reset-at-utc": str(NOW + 15)}, 15.0),
     ({"x-rate-limit-reset-at-utc": str(int(NOW + 15))}, 15.0),
     ({"x-rate-limit-reset-at-utc": str(int((NOW + 15) * 1000))}, 15.0),  # milliseconds
+    ({"x-rate-limit-reset-at-utc": "12"}, 12.0),  # no date that small: a delay
     ({"Retry-After": "3", "x-rate-limit-reset-at-utc": str(NOW + 15)}, 3.0),
     ({"Retry-After": "soon", "x-rate-limit-reset-at-utc": str(NOW + 15)}, 15.0),
 ])
