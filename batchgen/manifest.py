@@ -151,22 +151,15 @@ def replay(path: Path) -> Replay:
             continue
         event = line.get("event")
         job_id = line.get("job_id")
-        if event == "succeeded":
+        if event in ("succeeded", "failed"):  # fields a line lacks stay None
             cost = _cost(line)
             result.spent_micro += cost
             jobs[job_id] = JobRecord(
-                "done", cost + _prior_cost(jobs, job_id), line.get("prompt"),
-                line.get("aspect_ratio"), file=line.get("file"),
-                attempts=line.get("attempts", 0), request_id=line.get("request_id"),
-            )
-        elif event == "failed":
-            cost = _cost(line)
-            result.spent_micro += cost
-            jobs[job_id] = JobRecord(
-                "failed", cost + _prior_cost(jobs, job_id), line.get("prompt"),
-                line.get("aspect_ratio"), error=line.get("error"),
-                status=line.get("status"), retryable=bool(line.get("retryable")),
-                attempts=line.get("attempts", 0),
+                "done" if event == "succeeded" else "failed", cost + _prior_cost(jobs, job_id),
+                line.get("prompt"), line.get("aspect_ratio"), file=line.get("file"),
+                error=line.get("error"), status=line.get("status"),
+                retryable=bool(line.get("retryable")), attempts=line.get("attempts", 0),
+                request_id=line.get("request_id"),
             )
         elif event == "submitted":
             jobs[job_id] = JobRecord("submitted", _prior_cost(jobs, job_id),
