@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import email.utils
+import ipaddress
 import json
 import math
 import time
@@ -79,7 +80,14 @@ class Submission:
 
 
 def is_loopback(url: str) -> bool:
-    return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+    """True for localhost and any loopback address (127.0.0.0/8, ::1)."""
+    host = urlsplit(url).hostname or ""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def key_exposed(base_url: str) -> bool:

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from batchgen.client import Client, parse_retry_after
+from batchgen.client import Client, key_exposed, parse_retry_after
 from batchgen.errors import (
     ApiError,
     FatalApiError,
@@ -288,6 +288,15 @@ async def test_the_key_appears_in_no_error_and_not_in_the_client(start_simulator
             assert secret not in text
     async with Client.open(strict.base_url, secret) as client:
         assert secret not in repr(client) and secret not in str(client)
+
+
+@pytest.mark.parametrize("url, exposed", [
+    ("http://api.example.com", True), ("http://10.0.0.5:8765", True),
+    ("https://api.segmind.com", False), ("http://127.0.0.1:8765", False),
+    ("http://127.0.0.2", False), ("http://localhost:1", False), ("http://[::1]:80", False),
+])
+def test_plain_http_to_another_machine_is_flagged(url, exposed):
+    assert key_exposed(url) is exposed
 
 
 # -- downloads ----------------------------------------------------------------------
