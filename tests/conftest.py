@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,9 +83,29 @@ def write_jobs(path: Path, prompts: list[str], ratio: str = "1:1") -> Path:
 
 
 def manifest_lines(out_dir: Path) -> list[dict]:
-    text = (out_dir / "manifest.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """Every line of the manifest; none before it exists."""
+    path = out_dir / "manifest.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
 
 
 def events(out_dir: Path, event: str) -> list[dict]:
     return [line for line in manifest_lines(out_dir) if line["event"] == event]
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    """Poll until predicate() is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def kill_9_when(proc: subprocess.Popen, predicate) -> None:
+    """`kill -9` a child process as soon as predicate() holds."""
+    wait_for(predicate)
+    proc.kill()
+    proc.wait()

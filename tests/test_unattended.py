@@ -16,21 +16,12 @@ import pytest
 from batchgen.client import image_extension, key_exposed
 from batchgen.manifest import replay
 
-from .conftest import TEST_KEY, events, spawn, write_jobs
+from .conftest import TEST_KEY, events, spawn, wait_for, write_jobs
 
 FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")
 SUMMARY = re.compile(
     r"^done=\d+ failed=\d+ pending=\d+ spent=\$\d+\.\d+ total=\$\d+\.\d+ "
     r"(credits=\$\d+\.\d+ )?exit=\d+$")
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    """Poll until predicate() is true; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def succeeded_count(out: Path) -> int:

@@ -9,8 +9,8 @@ from collections import Counter
 
 from batchgen.client import image_extension
 
-from .conftest import events, manifest_lines, spawn, write_jobs
-from .test_unattended import assert_each_job_done_once, wait_for
+from .conftest import events, kill_9_when, manifest_lines, spawn, wait_for, write_jobs
+from .test_unattended import assert_each_job_done_once
 
 V2 = ("--api", "v2", "--poll-interval", "0.05", "--backoff", "0.01", "--no-progress",
       "--rate", "100000")
@@ -58,10 +58,7 @@ def test_kill_9_after_submit_then_resume_charges_nothing_extra(tmp_path, start_s
     out = tmp_path / "out"
     proc = spawn("run", jobs, "--out", out, "--base-url", sim.base_url, "--concurrency", "4",
                  *V2)
-    wait_for(lambda: (out / "manifest.jsonl").exists()
-             and len(events(out, "submitted")) == 4)
-    proc.kill()
-    proc.wait()
+    kill_9_when(proc, lambda: len(events(out, "submitted")) == 4)
     assert events(out, "succeeded") == []
     result = cli("run", jobs, "--out", out, "--base-url", sim.base_url, *V2)
     assert result.code == 0, result.err
@@ -77,8 +74,7 @@ def test_sigterm_between_submit_and_result_then_rerun_charges_once(
     out = tmp_path / "out"
     proc = spawn("run", jobs, "--out", out, "--base-url", sim.base_url, "--grace", "0.2",
                  *V2)
-    wait_for(lambda: (out / "manifest.jsonl").exists()
-             and len(events(out, "submitted")) == 3)
+    wait_for(lambda: len(events(out, "submitted")) == 3)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=20)
     assert proc.returncode == 143
@@ -94,9 +90,7 @@ def test_a_v1_rerun_polls_a_v2_job_instead_of_posting_it(tmp_path, start_simulat
     jobs = write_jobs(tmp_path / "jobs.csv", ["switching apis"])
     out = tmp_path / "out"
     proc = spawn("run", jobs, "--out", out, "--base-url", sim.base_url, *V2)
-    wait_for(lambda: (out / "manifest.jsonl").exists() and events(out, "submitted"))
-    proc.kill()
-    proc.wait()
+    kill_9_when(proc, lambda: events(out, "submitted"))
     result = cli("run", jobs, "--out", out, "--base-url", sim.base_url, "--no-progress",
                  "--rate", "100000")  # plain v1
     assert result.code == 0
@@ -109,9 +103,7 @@ def test_expired_result_is_submitted_once_more_and_the_manifest_says_so(
     jobs = write_jobs(tmp_path / "jobs.csv", ["expiring"])
     out = tmp_path / "out"
     proc = spawn("run", jobs, "--out", out, "--base-url", sim.base_url, *V2)
-    wait_for(lambda: (out / "manifest.jsonl").exists() and events(out, "submitted"))
-    proc.kill()
-    proc.wait()
+    kill_9_when(proc, lambda: events(out, "submitted"))
     time.sleep(1.0)  # the result completes and expires while nobody is polling
     result = cli("run", jobs, "--out", out, "--base-url", sim.base_url, *V2)
     assert result.code == 0, result.err
