@@ -31,8 +31,8 @@ from .harness import (
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each benchmark is. `full` is the issue's sizes; `quick` about a
-    minute or two; `smoke` just proves the suite still runs."""
+    """How big each benchmark is. `full` is the issue's sizes; `quick` about two
+    minutes; `smoke` just proves the suite still runs."""
 
     name: str
     latency: float = 0.2
@@ -56,9 +56,9 @@ class Sizes:
 
 
 FULL = Sizes("full")
-QUICK = Sizes("quick", throughput_jobs=400, rate_jobs=300, sequential_jobs=25, zero_jobs=1500,
-              sequential_zero_jobs=300, repeats=1, memory_small=2000, memory_large=20_000,
-              big_rows=100_000, storm_window=5.0, storm_jobs=150, timeout=300.0)
+QUICK = Sizes("quick", throughput_jobs=400, rate_jobs=240, sequential_jobs=20, zero_jobs=1500,
+              sequential_zero_jobs=300, repeats=1, memory_small=1500, memory_large=15_000,
+              big_rows=100_000, storm_window=5.0, storm_jobs=120, timeout=300.0)
 SMOKE = Sizes("smoke", latency=0.05, throughput_jobs=32, rate_jobs=25, sequential_jobs=4,
               zero_jobs=60, sequential_zero_jobs=20, repeats=1, memory_small=50,
               memory_large=300, big_rows=500, storm_window=2.0, storm_jobs=20, timeout=60.0,
