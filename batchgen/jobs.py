@@ -90,8 +90,12 @@ class _Problems:
     def __init__(self, name: str):
         self.name = name
         self.lines: list[str] = []
+        self.unshown = 0  # problems past MAX_REPORTED_PROBLEMS: counted, not kept
 
     def add(self, location: str | None, column: str | None, message: str) -> None:
+        if len(self.lines) >= MAX_REPORTED_PROBLEMS:
+            self.unshown += 1
+            return
         where = self.name + (f" {location}" if location else "")
         self.lines.append(f"{where}, {column}: {message}" if column else f"{where}: {message}")
 
@@ -104,10 +108,8 @@ class _Problems:
     def raise_if_any(self) -> None:
         if not self.lines:
             return
-        shown = self.lines[:MAX_REPORTED_PROBLEMS]
-        if len(self.lines) > len(shown):
-            shown.append(f"... and {len(self.lines) - len(shown)} more problems")
-        raise JobFileError(shown)
+        more = [f"... and {self.unshown} more problems"] if self.unshown else []
+        raise JobFileError(self.lines + more)
 
 
 # -- the entry point -----------------------------------------------------------------
@@ -213,12 +215,14 @@ def _read_table(
 
 
 def _read_delimited(path: Path, suffix: str, problems: _Problems) -> pd.DataFrame:
+    """A CSV or TSV as strings. Bytes go to pandas (no copy as a str), already checked
+    to be UTF-8 by _read_bytes."""
     data = _read_bytes(path, problems)
     if suffix in (".tsv", ".tab"):
         sep, quoting = "\t", csv.QUOTE_NONE  # a '"' in a TSV is part of the prompt
     else:
-        sep, quoting = _sniff_delimiter(data.split(b"\n", 1)[0].decode("utf-8-sig")), \
-            csv.QUOTE_MINIMAL
+        header_line = data.split(b"\n", 1)[0].decode("utf-8-sig")
+        sep, quoting = _sniff_delimiter(header_line), csv.QUOTE_MINIMAL
     try:
         return pd.read_csv(io.BytesIO(data), encoding="utf-8-sig", sep=sep, quoting=quoting,
                            header=None, dtype=str, keep_default_na=False, na_filter=False,
