@@ -379,7 +379,7 @@ def test_ten_thousand_jobs_stay_usable(big_batch, cli):
     assert all(img.get("loading") == "lazy" for img in html.all("img"))
     # the failures table starts folded; cards render lazily (content-visibility)
     assert not any("open" in attrs for attrs in html.all("details"))
-    assert "content-visibility:auto" in "".join(html.text) + (out / "index.html").read_text()
+    assert "content-visibility:auto" in (out / "index.html").read_text()
     assert (out / "index.html").stat().st_size < 8_000_000
     info = json.loads(cli("status", out, "--json").out)
     assert (info["done"], info["failed"], info["pending"]) == (6000, 1000, 3000)
