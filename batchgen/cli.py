@@ -53,7 +53,6 @@ class _Format(logging.Formatter):
 
 def _setup_logging(quiet: bool, verbose: bool, log_file: str | None, bar: bool) -> None:
     log.handlers.clear()
-    log.setLevel(logging.DEBUG)
     log.propagate = False
     handler = TqdmHandler() if bar else logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
@@ -61,8 +60,11 @@ def _setup_logging(quiet: bool, verbose: bool, log_file: str | None, bar: bool) 
     log.addHandler(handler)
     if log_file:
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setLevel(logging.DEBUG)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(file_handler)
+    # records no handler wants are never built (a debug line per job costs real time)
+    log.setLevel(min(h.level for h in log.handlers))
 
 
 def _positive_int(text: str) -> int:

@@ -87,4 +87,6 @@ class RunConfig:
             "timeout": self.timeout,
             "aspect_ratio": self.default_ratio,
             "sheet": self.sheet,
+            "shard": None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",
+            "limit": self.limit,
         }

@@ -5,9 +5,11 @@ window, evenly spaced" into an aiolimiter leaky bucket. `AsyncLimiter(R, 60)`
 would let R requests out at once and R more during the first minute. A bucket
 of capacity b (one second's worth, at least 1) that drains at (R - b)/60 per
 second lets at most b + (R - b) = R requests out in any 60 seconds, evenly
-spaced after the first b. A 429 halves the drain rate (never below one a
-minute) and pauses everyone until the server's reset time; every quiet stretch
-of `RECOVERY_SECONDS` gives back a few percent of R, never more than R.
+spaced after the first b. A 429 halves the rate (never below one a minute)
+and pauses everyone until the server's reset time. The rate then climbs back
+quickly to 90 % of the rate that met the 429, and from there by 2 % of R per
+quiet `RECOVERY_SECONDS`, never above R: a `--rate` above the account's plan
+settles just under the plan's limit instead of see-sawing down to half of it.
 
     rate = AdaptiveRate(50)          # per minute
     await rate.acquire()             # before each request
@@ -26,7 +28,9 @@ import time
 from aiolimiter import AsyncLimiter
 
 RECOVERY_SECONDS = 5.0
-RECOVERY_SHARE = 0.05
+RECOVERY_SHARE = 0.02  # of the ceiling, per quiet RECOVERY_SECONDS above the last 429's rate
+FAST_RECOVERY_TARGET = 0.9  # climb back quickly to this share of the rate that met a 429
+FAST_RECOVERY_SHARE = 0.1  # of the ceiling, per quiet second while below that
 MIN_RATE = 1.0  # requests per minute
 
 
@@ -41,9 +45,10 @@ class _Limiter(AsyncLimiter):
 
     __slots__ = ()
 
-    def set_rate(self, per_second: float) -> None:
+    def set_rate(self, per_second: float, capacity: float) -> None:
         self._leak()  # settle the level at the old rate first
         self._rate_per_sec = per_second
+        self.max_rate = capacity
         self._wake_next()
 
 
@@ -52,16 +57,13 @@ class AdaptiveRate:
 
     def __init__(self, per_minute: float):
         self.ceiling = float(per_minute)
-        self.burst = max(1, int(per_minute // 60))
         self.current = self.ceiling
-        self._limiter = _Limiter(self.burst, 60.0)
-        self._limiter.set_rate(self._drain(self.ceiling))
+        self._limiter = _Limiter(1, 60.0)
+        self._set(self.ceiling)
         self._paused_until = 0.0
-        self._last_change = time.monotonic()
+        self._limited_at: float | None = None  # the rate at which the last 429 came
+        self._last_event = time.monotonic()  # last rate change or 429
 
-    def _drain(self, per_minute: float) -> float:
-        """Per-second drain that keeps burst + 60 s of draining within `per_minute`."""
-        return max(per_minute - self.burst, per_minute / 2) / 60.0
 
     async def acquire(self) -> None:
         while (wait := self._paused_until - time.monotonic()) > 0:
@@ -69,22 +71,36 @@ class AdaptiveRate:
         await self._limiter.acquire()
 
     def rate_limited(self, retry_after: float | None) -> None:
-        """A 429: cut the rate in half and hold everyone until the reset time."""
+        """A 429: hold everyone until the reset time and halve the rate (once per burst
+        of 429s: the requests already in flight answer 429 too)."""
         now = time.monotonic()
         if retry_after:
             self._paused_until = max(self._paused_until, now + retry_after)
-        if now - self._last_change >= 1.0 or self.current == self.ceiling:
+        if now - self._last_event >= 1.0 or self._limited_at is None:
+            self._limited_at = self.current
             self._set(max(MIN_RATE, self.current / 2))
+        self._last_event = now
 
     def succeeded(self) -> None:
-        """A request got through: after a quiet stretch, give back some of the rate."""
-        if self.current < self.ceiling and time.monotonic() - self._last_change >= RECOVERY_SECONDS:
+        """A request got through. Climb back fast to just under the rate that met the
+        last 429, then probe above it by a little per quiet stretch, up to `ceiling`."""
+        if self.current >= self.ceiling:
+            return
+        quiet = time.monotonic() - self._last_event
+        near = FAST_RECOVERY_TARGET * (self._limited_at or self.ceiling)
+        if self.current < near and quiet >= 1.0:
+            self._set(min(near, self.current + self.ceiling * FAST_RECOVERY_SHARE))
+        elif quiet >= RECOVERY_SECONDS:
             self._set(min(self.ceiling, self.current + self.ceiling * RECOVERY_SHARE))
 
     def _set(self, per_minute: float) -> None:
+        """Burst b = one second's worth (at least 1), drain (R - b)/60 per second:
+        b + (R - b) = R in any 60 seconds."""
+        burst = max(1, int(per_minute // 60))
+        drain = max(per_minute - burst, per_minute / 2) / 60.0
         self.current = per_minute
-        self._last_change = time.monotonic()
-        self._limiter.set_rate(self._drain(per_minute))
+        self._last_event = time.monotonic()
+        self._limiter.set_rate(drain, burst)
 
 
 class CircuitBreaker:

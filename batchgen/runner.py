@@ -107,7 +107,7 @@ class Plan:
 
 def make_plan(jobs: Sequence[Job], state: Replay, on_disk: set[str], config: RunConfig) -> Plan:
     universe = [job for job in jobs if in_shard(job.id, config.shard)]
-    by_stem = {path.rsplit("/", 1)[-1].rsplit(".", 1)[0]: path for path in on_disk}
+    by_stem: dict[str, str] | None = None  # built only if a job may have lost its line
     to_run: list[tuple[Job, str | None]] = []
     recovered: list[tuple[Job, str]] = []
     permanent = done = 0
@@ -122,10 +122,12 @@ def make_plan(jobs: Sequence[Job], state: Replay, on_disk: set[str], config: Run
                 and not config.retry_failed:
             permanent += 1
             continue
-        if (record is None or record.state in ("submitted", "pending")) and \
-                (orphan := by_stem.get(safe_stem(job.id))):
-            recovered.append((job, orphan))
-            continue
+        if record is None or record.state in ("submitted", "pending"):
+            if by_stem is None:
+                by_stem = {path.rsplit("/", 1)[-1].rsplit(".", 1)[0]: path for path in on_disk}
+            if orphan := by_stem.get(safe_stem(job.id)):
+                recovered.append((job, orphan))
+                continue
         request_id = record.request_id if record is not None and record.state in (
             "submitted", "pending") else None
         to_run.append((job, request_id))
@@ -188,6 +190,7 @@ class Ticket:
     replaces: str | None = None  # v2: the expired request this one was submitted instead of
     attempts: int = 0
     billed: int = 0  # money spent on answers that were not images
+    billed_request: str | None = None  # v2: the request id already counted in `billed`
 
 
 class Pool:
@@ -304,8 +307,7 @@ class Pool:
                     continue
                 except RetryableError as exc:
                     if isinstance(exc, InvalidImage):
-                        ticket.billed += self.config.price_micro
-                        self.budget.charge(self.config.price_micro)
+                        self._bill_bad_answer(ticket)
                         self.breaker.succeeded()
                     else:
                         self.breaker.failed()
@@ -337,7 +339,7 @@ class Pool:
                 self.breaker.succeeded()
                 if self.rate is not None:
                     self.rate.succeeded()
-                await self._succeeded(ticket, image)
+                self._save(ticket, image)
                 return
         except asyncio.CancelledError:
             self._pending(ticket, "interrupted")
@@ -370,21 +372,12 @@ class Pool:
             raise RetryableError(message, 422)
         raise JobRejected(message, 422)
 
-    async def _succeeded(self, ticket: Ticket, image: GeneratedImage) -> None:
-        """Save the image, then record it. Shielded: a paid-for image is never dropped
-        half-way by a second Ctrl-C."""
-        save = asyncio.ensure_future(self._save(ticket, image))
-        try:
-            await asyncio.shield(save)
-        except asyncio.CancelledError:
-            await save
-            raise
-
-    async def _save(self, ticket: Ticket, image: GeneratedImage) -> None:
+    def _save(self, ticket: Ticket, image: GeneratedImage) -> None:
+        """Write the image, then its line. Synchronous on purpose: no cancellation (a
+        second Ctrl-C) can fall between the two and drop a paid-for image."""
         job = ticket.job
         try:
-            file = await asyncio.to_thread(
-                self.store.write, safe_stem(job.id), image.extension, image.data)
+            file = self.store.write(safe_stem(job.id), image.extension, image.data)
         except OSError as exc:  # disk full, folder removed: the image is paid for but lost
             log.error("cannot save images in %s: %s; stopping", self.store.path, exc.strerror)
             self.stop("output_error")
@@ -408,12 +401,22 @@ class Pool:
         )
         self.reporter.job_done(job.id, self.budget.spent, image.remaining_credits)
 
+    def _bill_bad_answer(self, ticket: Ticket) -> None:
+        """Count the money for a billed answer that held no image: once per v1 request,
+        once per v2 request id (v2 bills at completion, not per fetch of the result)."""
+        if ticket.request_id is not None:
+            if ticket.request_id == ticket.billed_request:
+                return
+            ticket.billed_request = ticket.request_id
+        ticket.billed += self.config.price_micro
+        self.budget.charge(self.config.price_micro)
+
     def _failed(self, ticket: Ticket, exc: ApiError, *, retryable: bool) -> None:
         job = ticket.job
         self.failed_jobs.add(job.id)
         self.manifest.write(
             "failed", job_id=job.id, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
-            status=exc.status, error=exc.message, retryable=retryable,
+            metadata=job.metadata, status=exc.status, error=exc.message, retryable=retryable,
             attempts=ticket.attempts, cost=micro_to_usd(ticket.billed),
         )
         self.reporter.job_failed(job.id, str(exc))
@@ -498,6 +501,7 @@ async def _run_locked(jobs: Sequence[Job], config: RunConfig, reporter: Reporter
                     manifest_path, len(before.bad_lines),
                     ", ".join(map(str, before.bad_lines[:5])))
     plan = make_plan(jobs, before, store.existing(), config)
+    del before  # a million-job replay is large: keep only one alive at a time
     if key_exposed(config.base_url):
         log.warning("the API key will be sent unencrypted to %s (plain http)", config.base_url)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{random.getrandbits(24):06x}"
@@ -557,14 +561,14 @@ async def _run_locked(jobs: Sequence[Job], config: RunConfig, reporter: Reporter
             spent_total_micro=after.spent_micro, done_run=pool.done,
             remaining_credits=pool.remaining_credits, message=message,
         )
-        manifest.write(
+        after.apply(manifest.write(
             "run_finished", run_id=run_id, exit_code=exit_code, reason=reason,
             done=summary.done, failed=summary.failed, pending=summary.pending,
             spent_run=micro_to_usd(summary.spent_run_micro),
             spent_total=micro_to_usd(summary.spent_total_micro),
-        )
+        ))
     try:
-        report.write_reports(out_dir, jobs, replay(manifest_path))
+        report.write_reports(out_dir, jobs, after)
     except OSError as exc:
         log.error("could not write the reports in %s: %s", out_dir, exc.strerror)
     return summary

@@ -1,8 +1,11 @@
 """Image files: safe names from job ids, and atomic writes.
 
-An image is written to a hidden temporary file, fsync'd and renamed into
-place, so a file named like an image is always a whole image: a crash leaves
-at worst a `.tmp` file, which the next run deletes.
+An image is written to a hidden temporary file and renamed into place, so a
+file named like an image is always a whole image: a killed process leaves at
+worst a `.tmp` file, which the next run deletes. Images are not fsync'd one
+by one (at full speed that cost more than everything else per image): after a
+power cut an image written just before it can be an empty file, which
+`existing()` does not count, so the next run generates it again.
 """
 
 from __future__ import annotations
@@ -46,20 +49,17 @@ class ImageStore:
                 os.unlink(entry.path)
 
     def existing(self) -> set[str]:
-        """Relative paths ('images/x.png') of every image on disk, in one directory scan."""
+        """Relative paths ('images/x.png') of every non-empty image on disk."""
         if not self.path.is_dir():
             return set()
         return {f"{IMAGES_DIR}/{entry.name}" for entry in os.scandir(self.path)
-                if not entry.name.startswith(".")}
+                if not entry.name.startswith(".") and entry.stat().st_size}
 
     def write(self, stem: str, extension: str, data: bytes) -> str:
-        """Write atomically and durably; return the path relative to the output folder."""
+        """Write atomically; return the path relative to the output folder."""
         name = f"{stem}.{extension}"
-        final = self.path / name
         temp = self.path / f".{name}.{os.getpid()}.tmp"
         with open(temp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, final)
+        os.replace(temp, self.path / name)
         return f"{IMAGES_DIR}/{name}"
