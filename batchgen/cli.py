@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, report
@@ -33,7 +34,7 @@ from .errors import JobFileError, LockedError, OutputError, UsageError
 from .jobs import Job, load_jobs
 from .manifest import MANIFEST_NAME, replay
 from .progress import Reporter, TqdmHandler
-from .runner import arun_batch, make_plan
+from .runner import RunSummary, arun_batch, make_plan
 from .simulator import FAULTS, FORMATS, Simulator, SimulatorConfig
 from .store import ImageStore
 
@@ -179,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="faults for the first requests in order, e.g. 503,503,200,timeout")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--reject-marker", default="[reject]", help="prompts with it get 400")
+    sim.add_argument("--fail-marker", default="[fail]", help="v2 prompts with it end FAILED")
+    sim.add_argument("--hang", type=float, default=3600.0,
+                     help="seconds a 'timeout' fault keeps the client waiting")
+    sim.add_argument("--image-size", type=int, default=96, help="pixels on the long side")
+    sim.add_argument("--price", type=float, default=PRICE_MICRO / 1_000_000,
+                     help="dollars charged per image (default 0.019)")
     sim.add_argument("--key", help="accept only this key (default: any non-empty key)")
     sim.add_argument("--queue-delay", type=float, default=0.0, help="v2: seconds QUEUED")
     sim.add_argument("--result-ttl", type=float, default=3600.0, help="v2: result lifetime")
@@ -277,7 +284,8 @@ def _run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-async def _run_async(args, jobs, config, reporter):
+async def _run_async(args: argparse.Namespace, jobs: list[Job], config: RunConfig,
+                     reporter: Reporter) -> RunSummary:
     if not args.simulate:
         return await arun_batch(jobs, config, reporter=reporter, handle_signals=True)
     simulator = Simulator(SimulatorConfig(
@@ -287,15 +295,10 @@ async def _run_async(args, jobs, config, reporter):
     base_url = await simulator.start()
     log.info("simulating the Segmind API at %s (no key, no money)", base_url)
     try:
-        return await arun_batch(jobs, _with(config, base_url=base_url), reporter=reporter,
+        return await arun_batch(jobs, replace(config, base_url=base_url), reporter=reporter,
                                 handle_signals=True)
     finally:
         await simulator.close()
-
-
-def _with(config: RunConfig, **changes) -> RunConfig:
-    from dataclasses import replace
-    return replace(config, **changes)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -315,15 +318,20 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace) -> int:
-    config = SimulatorConfig(
-        latency=args.latency, jitter=args.jitter, credits=args.credits, rpm=args.rpm,
-        rate_window=args.rate_window, response_format=args.response_format,
-        fault_rate=args.fault_rate, fault_kinds=tuple(f for f in args.faults.split(",") if f),
-        fault_script=[f for f in args.fault_script.split(",") if f], seed=args.seed,
-        reject_marker=args.reject_marker or None, key=args.key,
-        queue_delay=args.queue_delay, result_ttl=args.result_ttl,
-        credits_endpoint=not args.no_credits_endpoint,
-    )
+    try:
+        config = SimulatorConfig(
+            latency=args.latency, jitter=args.jitter, credits=args.credits, rpm=args.rpm,
+            rate_window=args.rate_window, response_format=args.response_format,
+            fault_rate=args.fault_rate,
+            fault_kinds=tuple(f for f in args.faults.split(",") if f),
+            fault_script=[f for f in args.fault_script.split(",") if f], seed=args.seed,
+            reject_marker=args.reject_marker or None, fail_marker=args.fail_marker or None,
+            key=args.key, hang=args.hang, image_size=args.image_size, price=args.price,
+            queue_delay=args.queue_delay, result_ttl=args.result_ttl,
+            credits_endpoint=not args.no_credits_endpoint,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
     async def serve() -> None:
         simulator = Simulator(config)

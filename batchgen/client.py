@@ -245,6 +245,8 @@ class Client:
         too_big = InvalidImage(f"invalid image data: larger than {self._max_download} bytes", 200)
         if (resp.content_length or 0) > self._max_download:
             raise too_big
+        if resp.content_length is not None:  # the usual case: one read of a known size
+            return await resp.read()
         chunks, size = [], 0
         async for chunk in resp.content.iter_chunked(1 << 16):
             size += len(chunk)

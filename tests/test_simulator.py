@@ -546,3 +546,8 @@ def test_batchgen_simulator_serves_from_a_shell():
         proc.kill()
         out, _ = proc.communicate(timeout=10)
     assert f"serving the Segmind API at {base}" in out
+
+
+def test_simulator_command_refuses_an_unknown_fault(cli):
+    result = cli("simulator", "--fault-script", "503,999")
+    assert result.code == 2 and "unknown fault '999'" in result.err
