@@ -49,6 +49,9 @@ _YAML_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 Row = tuple[str, dict[str, Any]]  # (location such as "row 14", {original column: value})
 
 
+_NO_METADATA: dict[str, Any] = {}  # shared by every job without metadata: never mutated
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One image to generate. `id` is stable across runs (SPEC §2)."""
@@ -461,7 +464,8 @@ def _validate(
                 digest = _digest(prompt, ratio)
                 copies[digest] += 1
                 job_id = digest if copies[digest] == 1 else f"{digest}-{copies[digest]}"
-            metadata = {c: row[c] for c in roles.metadata if c in row}
+            metadata = {c: row[c] for c in roles.metadata if c in row} if roles.metadata \
+                else _NO_METADATA
             jobs.append(Job(job_id, prompt, ratio, metadata, location))
     _check_id_clashes(jobs, user_ids, copies, problems)
     return jobs

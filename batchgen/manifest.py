@@ -103,8 +103,7 @@ class JobRecord:
 
     state: str  # done | failed | submitted | pending
     cost_micro: int = 0
-    prompt: str | None = None  # as sent, to notice a row edited under the same user id
-    aspect_ratio: str | None = None
+    content: int | None = None  # hash of the prompt and ratio sent; see `describes`
     file: str | None = None
     error: str | None = None
     status: int | None = None
@@ -112,6 +111,17 @@ class JobRecord:
     attempts: int = 0
     request_id: str | None = None
     reason: str | None = None
+
+    def describes(self, prompt: str, aspect_ratio: str) -> bool:
+        """Whether this record is about that prompt and ratio: a row edited under the
+        same user id is a new job. Records without a prompt (v2 `submitted`) match."""
+        return self.content is None or self.content == hash((prompt, aspect_ratio))
+
+
+def _content(prompt: str | None, aspect_ratio: str | None) -> int | None:
+    """A fingerprint of what was sent, so a million records need not keep every prompt.
+    Python's str hash differs between processes, but it is only ever compared within one."""
+    return None if prompt is None else hash((prompt, aspect_ratio))
 
 
 @dataclass
@@ -142,7 +152,7 @@ class Replay:
             self.spent_micro += cost
             jobs[job_id] = JobRecord(
                 "done" if event == "succeeded" else "failed", cost + prior_cost,
-                line.get("prompt"), line.get("aspect_ratio"), file=line.get("file"),
+                _content(line.get("prompt"), line.get("aspect_ratio")), file=line.get("file"),
                 error=line.get("error"), status=line.get("status"),
                 retryable=bool(line.get("retryable")), attempts=line.get("attempts", 0),
                 request_id=line.get("request_id"),

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import html
+import itertools
 import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote
 
 import pandas as pd
@@ -40,6 +41,7 @@ BASE_COLUMNS = ["id", "prompt", "aspect_ratio", "state", "file", "cost", "attemp
 STATES = ("done", "failed", "pending")
 PAGE_SIZE = 200  # cards per page in the gallery when JavaScript runs
 OPEN_TABLE_ROWS = 500  # the failures table starts folded when it is longer than this
+CHUNK_ROWS = 10_000  # results.csv rows per pandas frame
 
 #: Why a job is pending, as the manifest's `pending.reason` (or our own key) → words.
 PENDING_REASONS = {
@@ -58,10 +60,10 @@ PENDING_REASONS = {
 # -- one row per job -------------------------------------------------------------------
 
 
-def job_rows(jobs: Sequence[Job], state: Replay, on_disk: set[str]) -> list[dict[str, Any]]:
+def job_rows(jobs: Sequence[Job], state: Replay, on_disk: set[str]) -> Iterator[dict[str, Any]]:
     """One dict per job in file order: the BASE_COLUMNS (`cost` in micro-dollars as
-    `cost_micro`), plus `metadata`, `reason` (pending jobs) and `retryable` (failed)."""
-    rows = []
+    `cost_micro`), plus `metadata`, `reason` (pending jobs) and `retryable` (failed).
+    A generator: the reports walk it several times rather than hold a million dicts."""
     for job in jobs:
         record = state.jobs.get(job.id)
         row: dict[str, Any] = {
@@ -72,9 +74,7 @@ def job_rows(jobs: Sequence[Job], state: Replay, on_disk: set[str]) -> list[dict
         if record is not None:
             row["cost_micro"] = record.cost_micro
             row["attempts"] = record.attempts
-            unchanged = record.prompt in (None, job.prompt) and \
-                record.aspect_ratio in (None, job.aspect_ratio)
-            if not unchanged:
+            if not record.describes(job.prompt, job.aspect_ratio):
                 row["reason"] = "edited"
             elif record.state == "done":
                 if record.file in on_disk:
@@ -90,8 +90,7 @@ def job_rows(jobs: Sequence[Job], state: Replay, on_disk: set[str]) -> list[dict
                 row["reason"] = record.reason or "interrupted"
         if row["state"] == "pending" and row["reason"] != "never_tried":
             row["error"] = PENDING_REASONS.get(row["reason"], row["reason"])
-        rows.append(row)
-    return rows
+        yield row
 
 
 def _usd_text(micro: int) -> str:
@@ -130,20 +129,41 @@ def results_frame(rows: Sequence[dict[str, Any]], meta: Sequence[str]) -> pd.Dat
     return pd.DataFrame(records, columns=BASE_COLUMNS + headers, dtype=object)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, write: Callable[[TextIO], None]) -> None:
     """Readers (a browser, a script) never see half a report."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(text, encoding="utf-8", newline="")
+    with open(temp, "w", encoding="utf-8", newline="") as fh:
+        write(fh)
     os.replace(temp, path)
 
 
 def write_reports(out_dir: Path, jobs: Sequence[Job], state: Replay) -> None:
-    """Write results.csv and index.html for `jobs` as the manifest `state` has them."""
-    rows = job_rows(jobs, state, ImageStore(out_dir).existing())
+    """Write results.csv and index.html for `jobs` as the manifest `state` has them.
+    Both are streamed a chunk of rows at a time, so memory stays flat with the batch."""
+    on_disk = ImageStore(out_dir).existing()
+
+    def rows() -> Iterator[dict[str, Any]]:
+        return job_rows(jobs, state, on_disk)
+
     meta = metadata_columns(jobs)
-    frame = results_frame(rows, meta)
-    _write_atomically(out_dir / RESULTS_NAME, frame.to_csv(index=False, lineterminator="\n"))
-    _write_atomically(out_dir / INDEX_NAME, gallery(rows, state))
+    _write_atomically(out_dir / RESULTS_NAME, lambda fh: write_results(fh, rows(), meta))
+    _write_atomically(out_dir / INDEX_NAME, lambda fh: write_gallery(fh, rows, state))
+
+
+def write_results(fh: TextIO, rows: Iterable[dict[str, Any]], meta: Sequence[str]) -> None:
+    """results.csv through pandas, CHUNK_ROWS rows at a time."""
+    header = True
+    for chunk in _chunks(rows, CHUNK_ROWS):
+        results_frame(chunk, meta).to_csv(fh, index=False, header=header, lineterminator="\n")
+        header = False
+    if header:  # no jobs at all: still a file with its columns
+        results_frame([], meta).to_csv(fh, index=False, lineterminator="\n")
+
+
+def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 # -- index.html ------------------------------------------------------------------------
@@ -293,35 +313,31 @@ def _run_row(run: dict[str, Any]) -> str:
             f"<td>{esc(format_usd(usd_to_micro(spent)) if spent is not None else '-')}</td></tr>")
 
 
-def gallery(rows: Sequence[dict[str, Any]], state: Replay) -> str:
-    """index.html: one self-contained page (inline CSS and JS, relative image links)."""
+def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
+                  state: Replay) -> None:
+    """index.html: one self-contained page (inline CSS and JS, relative image links).
+    `rows()` is walked three times (totals, cards, problems) instead of kept."""
     esc = html.escape
-    counts = Counter(r["state"] for r in rows)
+    counts: Counter[str] = Counter()
+    left = 0
+    for r in rows():
+        counts[r["state"]] += 1
+        left += r["state"] == "pending" or r["retryable"]
+    total = sum(counts.values())
     runs = state.runs
     last = runs[-1] if runs else {}
     job_file = Path(last.get("job_file") or "").name or "batchgen"
     price = _price_micro(last)
-    left = sum(1 for r in rows if r["state"] == "pending" or r["retryable"])
     first_ts = runs[0].get("ts") if runs else None
     last_ts = ((last.get("finished") or {}).get("ts") or last.get("ts")) if runs else None
-    stats = [("jobs", len(rows), ""), ("done", counts["done"], "done"),
+    stats = [("jobs", total, ""), ("done", counts["done"], "done"),
              ("failed", counts["failed"], "failed"), ("pending", counts["pending"], "pending"),
              ("spent", format_usd(state.spent_micro), ""),
              ("left to do", f"{left} ≈ {format_usd(left * price)}", "")]
     stat_items = "".join(f'<li class="{cls}"><b>{esc(str(value))}</b><span>{name}</span></li>'
                          for name, value, cls in stats)
     options = "".join(f'<option value="{s}">{s} ({counts[s]})</option>' for s in STATES)
-    problems = [r for r in rows if r["state"] != "done"]
-    problem_table = ""
-    if problems:
-        problem_table = (
-            f'<h2 id="problems">Failed and pending ({len(problems)})</h2>'
-            f'<details{" open" if len(problems) <= OPEN_TABLE_ROWS else ""}>'
-            f"<summary>{counts['failed']} failed, {counts['pending']} pending</summary>"
-            "<table><thead><tr><th>id</th><th>state</th><th>prompt</th><th>error</th>"
-            "<th>attempts</th><th>cost</th></tr></thead><tbody>"
-            + "\n".join(_problem_row(r) for r in problems) + "</tbody></table></details>"
-        )
+    problems = counts["failed"] + counts["pending"]
     run_table = ""
     if runs:
         run_table = (
@@ -330,8 +346,7 @@ def gallery(rows: Sequence[dict[str, Any]], state: Replay) -> str:
             "<th>finished</th><th>reason</th><th>exit</th><th>spent</th></tr></thead><tbody>"
             + "\n".join(_run_row(run) for run in runs) + "</tbody></table></details>"
         )
-    cards = "\n".join(_card(r) for r in rows)
-    return f"""<!doctype html>
+    fh.write(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(job_file)} · batchgen results</title>
@@ -341,20 +356,30 @@ def gallery(rows: Sequence[dict[str, Any]], state: Replay) -> str:
 {esc(_when(first_ts))} → {esc(_when(last_ts))}</p>
 <ul class="stats">{stat_items}</ul></header>
 <form id="controls" hidden role="search"><label>state <select id="state">
-<option value="">all ({len(rows)})</option>{options}</select></label>
+<option value="">all ({total})</option>{options}</select></label>
 <input id="q" type="search" placeholder="search prompts, ids, metadata" aria-label="search">
 <span id="count"></span></form>
 <main id="grid" data-page-size="{PAGE_SIZE}">
-{cards}
-</main>
+""")
+    fh.writelines(_card(r) + "\n" for r in rows())
+    fh.write("""</main>
 <nav id="pager" hidden><button id="prev" type="button">← previous</button>
 <span id="where"></span><button id="next" type="button">next →</button></nav>
-{problem_table}
-{run_table}
+""")
+    if problems:
+        fh.write(
+            f'<h2 id="problems">Failed and pending ({problems})</h2>'
+            f'<details{" open" if problems <= OPEN_TABLE_ROWS else ""}>'
+            f"<summary>{counts['failed']} failed, {counts['pending']} pending</summary>"
+            "<table><thead><tr><th>id</th><th>state</th><th>prompt</th><th>error</th>"
+            "<th>attempts</th><th>cost</th></tr></thead><tbody>")
+        fh.writelines(_problem_row(r) + "\n" for r in rows() if r["state"] != "done")
+        fh.write("</tbody></table></details>\n")
+    fh.write(f"""{run_table}
 <footer>Written by batchgen from manifest.jsonl; images link to full size.</footer>
 <script>{_JS}</script>
 </body></html>
-"""
+""")
 
 
 # -- batchgen report / batchgen status -------------------------------------------------
@@ -471,7 +496,7 @@ def status(out_dir: Path) -> dict[str, Any]:
     """`batchgen status`: counts by state, money, the last run, what is left."""
     state = _load_state(out_dir)
     jobs, warnings = _jobs_of(out_dir, state)
-    rows = job_rows(jobs, state, ImageStore(out_dir).existing())
+    rows = list(job_rows(jobs, state, ImageStore(out_dir).existing()))
     counts = Counter(r["state"] for r in rows)
     retryable = sum(1 for r in rows if r["state"] == "failed" and r["retryable"])
     run = state.last_run or {}

@@ -113,8 +113,7 @@ def make_plan(jobs: Sequence[Job], state: Replay, on_disk: set[str], config: Run
     permanent = done = 0
     for job in universe:
         record = state.jobs.get(job.id)
-        unchanged = record is not None and record.prompt in (None, job.prompt) and \
-            record.aspect_ratio in (None, job.aspect_ratio)
+        unchanged = record is not None and record.describes(job.prompt, job.aspect_ratio)
         if record is not None and unchanged and record.state == "done" and record.file in on_disk:
             done += 1
             continue
