@@ -5,11 +5,17 @@ window, evenly spaced" into an aiolimiter leaky bucket. `AsyncLimiter(R, 60)`
 would let R requests out at once and R more during the first minute. A bucket
 of capacity b (one second's worth, at least 1) that drains at (R - b)/60 per
 second lets at most b + (R - b) = R requests out in any 60 seconds, evenly
-spaced after the first b. A 429 halves the rate (never below one a minute)
-and pauses everyone until the server's reset time. The rate then climbs back
-quickly to 90 % of the rate that met the 429, and from there by 2 % of R per
-quiet `RECOVERY_SECONDS`, never above R: a `--rate` above the account's plan
-settles just under the plan's limit instead of see-sawing down to half of it.
+spaced after the first b.
+
+A 429 pauses everyone until the server's reset time; when the pause ends the
+bucket starts full, so there is no burst into a window the server just
+declared full. The rate drops to what the server accepted over the last minute
+(its limit, as far as we can see), at least to half and at most to 90 % of the
+rate it had, never below one a minute, and only once per episode (more 429s
+before anything gets through again say nothing new). It then climbs back fast
+(10 % of R per quiet second) to 90 % of the rate that met the 429, and from
+there by 2 % of R per quiet `RECOVERY_SECONDS`, never above R. A `--rate` above
+the account's plan so settles near the plan's limit with few 429s.
 
     rate = AdaptiveRate(50)          # per minute
     await rate.acquire()             # before each request
@@ -24,12 +30,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 
 from aiolimiter import AsyncLimiter
 
 RECOVERY_SECONDS = 5.0
-RECOVERY_SHARE = 0.02  # of the ceiling, per quiet RECOVERY_SECONDS above the last 429's rate
-FAST_RECOVERY_TARGET = 0.9  # climb back quickly to this share of the rate that met a 429
+RECOVERY_SHARE = 0.02  # of the ceiling, given back per quiet RECOVERY_SECONDS
+FAST_RECOVERY_TARGET = 0.9  # climb back fast to this share of the rate that met a 429
 FAST_RECOVERY_SHARE = 0.1  # of the ceiling, per quiet second while below that
 MIN_RATE = 1.0  # requests per minute
 
@@ -41,9 +48,15 @@ async def wait_event(event: asyncio.Event, timeout: float) -> None:
 
 
 class _Limiter(AsyncLimiter):
-    """aiolimiter's bucket with a drain rate that can change while tasks wait."""
+    """aiolimiter's bucket with a drain rate that can change while tasks wait, and
+    that can be filled up (no burst allowed) when a pause ends. Both reach into
+    aiolimiter's internals, pinned to 1.x in pyproject.toml."""
 
     __slots__ = ()
+
+    def fill(self) -> None:
+        self._leak()
+        self._level = self.max_rate
 
     def set_rate(self, per_second: float, capacity: float) -> None:
         self._leak()  # settle the level at the old rate first
@@ -61,37 +74,60 @@ class AdaptiveRate:
         self._limiter = _Limiter(1, 60.0)
         self._set(self.ceiling)
         self._paused_until = 0.0
-        self._limited_at: float | None = None  # the rate at which the last 429 came
-        self._last_event = time.monotonic()  # last rate change or 429
-
+        self._filled_for = 0.0  # the pause after which the bucket was last filled
+        self._accepted: deque[float] = deque()  # times of requests that got through, last 60 s
+        self._through_since_cut = 1  # requests through since the last cut (1: cut at will)
+        self._limited_at = self.ceiling  # the rate at which the last 429 came
 
     async def acquire(self) -> None:
-        while (wait := self._paused_until - time.monotonic()) > 0:
-            await asyncio.sleep(wait)
-        await self._limiter.acquire()
+        """Wait for a slot. A pause that began while waiting in the bucket still holds."""
+        while True:
+            paused = False
+            while (wait := self._paused_until - time.monotonic()) > 0:
+                paused = True
+                await asyncio.sleep(wait)
+            if paused and self._filled_for != self._paused_until:
+                self._filled_for = self._paused_until
+                self._limiter.fill()  # the server's window is full: resume evenly, no burst
+            await self._limiter.acquire()
+            if self._paused_until <= time.monotonic():
+                return
 
     def rate_limited(self, retry_after: float | None) -> None:
-        """A 429: hold everyone until the reset time and halve the rate (once per burst
-        of 429s: the requests already in flight answer 429 too)."""
+        """A 429: hold everyone until the reset time, and slow down to what the server
+        accepted over the last minute - its limit, as far as we can see - but at least
+        to half the rate and at most 90 % of it. Only once per episode: until a request
+        gets through again, more 429s (from requests in flight, or a server still
+        digesting the burst) say nothing about the new rate."""
         now = time.monotonic()
         if retry_after:
             self._paused_until = max(self._paused_until, now + retry_after)
-        if now - self._last_event >= 1.0 or self._limited_at is None:
-            self._limited_at = self.current
-            self._set(max(MIN_RATE, self.current / 2))
-        self._last_event = now
+        if not self._through_since_cut:
+            return
+        self._through_since_cut = 0
+        self._limited_at = self.current
+        self._forget(now)
+        seen = len(self._accepted)  # what got through in the last minute: the plan's limit
+        self._set(max(MIN_RATE, min(0.9 * self.current, max(seen, self.current / 2))))
 
     def succeeded(self) -> None:
-        """A request got through. Climb back fast to just under the rate that met the
-        last 429, then probe above it by a little per quiet stretch, up to `ceiling`."""
+        """A request got through; after a quiet stretch, give back a little of the rate."""
+        now = time.monotonic()
+        self._through_since_cut += 1
+        self._accepted.append(now)
+        self._forget(now)
         if self.current >= self.ceiling:
             return
-        quiet = time.monotonic() - self._last_event
-        near = FAST_RECOVERY_TARGET * (self._limited_at or self.ceiling)
+        quiet = now - self._last_change
+        near = FAST_RECOVERY_TARGET * self._limited_at
         if self.current < near and quiet >= 1.0:
             self._set(min(near, self.current + self.ceiling * FAST_RECOVERY_SHARE))
         elif quiet >= RECOVERY_SECONDS:
             self._set(min(self.ceiling, self.current + self.ceiling * RECOVERY_SHARE))
+
+    def _forget(self, now: float) -> None:
+        while self._accepted and self._accepted[0] <= now - 60.0:
+            self._accepted.popleft()
 
     def _set(self, per_minute: float) -> None:
         """Burst b = one second's worth (at least 1), drain (R - b)/60 per second:
@@ -99,7 +135,7 @@ class AdaptiveRate:
         burst = max(1, int(per_minute // 60))
         drain = max(per_minute - burst, per_minute / 2) / 60.0
         self.current = per_minute
-        self._last_event = time.monotonic()
+        self._last_change = time.monotonic()
         self._limiter.set_rate(drain, burst)
 
 
