@@ -234,7 +234,9 @@ def _estimate(args: argparse.Namespace, jobs: list[Job]) -> None:
     manifest = out_dir / MANIFEST_NAME
     if manifest.exists():
         config = RunConfig(out_dir=out_dir, api_key="", price_micro=price)
-        plan = make_plan(jobs, replay(manifest), ImageStore(out_dir).existing(), config)
+        state = replay(manifest)
+        on_disk = ImageStore(out_dir).existing(suspect=state.unfinished_files)
+        plan = make_plan(jobs, state, on_disk, config)
         left = len(plan.to_run)
         print(f"already done: {plan.done_before} "
               f"({plan.permanent_failures} failed permanently) in {out_dir}; "

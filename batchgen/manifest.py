@@ -132,6 +132,9 @@ class Replay:
     runs: list[dict[str, Any]] = field(default_factory=list)  # run_started lines, updated by finish
     spent_micro: int = 0
     bad_lines: list[int] = field(default_factory=list)  # line numbers that were not JSON
+    #: images recorded by the last run if it never finished (killed, or a power cut):
+    #: the only ones that may be empty files, as images are not fsync'd one by one
+    unfinished_files: list[str] = field(default_factory=list)
 
     @property
     def last_run(self) -> dict[str, Any] | None:
@@ -143,19 +146,26 @@ class Replay:
     def apply(self, line: dict[str, Any]) -> None:
         """Fold one manifest event into the state."""
         jobs = self.jobs
-        event = line.get("event")
-        job_id = line.get("job_id")
+        get = line.get
+        event = get("event")
+        job_id = get("job_id")
         prior = jobs.get(job_id)
         prior_cost = prior.cost_micro if prior else 0
-        if event in ("succeeded", "failed"):  # fields a line lacks stay None
-            cost = round((line.get("cost") or 0) * MICRO)
+        if event == "succeeded":  # the common line in a big manifest: kept lean
+            cost = round((get("cost") or 0) * MICRO)
+            self.spent_micro += cost
+            file = get("file")
+            jobs[job_id] = JobRecord("done", cost + prior_cost,
+                                     _content(get("prompt"), get("aspect_ratio")), file,
+                                     attempts=get("attempts", 0), request_id=get("request_id"))
+            self.unfinished_files.append(file)
+        elif event == "failed":
+            cost = round((get("cost") or 0) * MICRO)
             self.spent_micro += cost
             jobs[job_id] = JobRecord(
-                "done" if event == "succeeded" else "failed", cost + prior_cost,
-                _content(line.get("prompt"), line.get("aspect_ratio")), file=line.get("file"),
-                error=line.get("error"), status=line.get("status"),
-                retryable=bool(line.get("retryable")), attempts=line.get("attempts", 0),
-                request_id=line.get("request_id"),
+                "failed", cost + prior_cost, _content(get("prompt"), get("aspect_ratio")),
+                error=get("error"), status=get("status"), retryable=bool(get("retryable")),
+                attempts=get("attempts", 0),
             )
         elif event == "submitted":
             jobs[job_id] = JobRecord("submitted", prior_cost, request_id=line.get("request_id"))
@@ -167,8 +177,10 @@ class Replay:
                 )
         elif event == "run_started":
             self.runs.append(dict(line))
+            self.unfinished_files = []
         elif event == "run_finished" and self.runs:
             self.runs[-1]["finished"] = line
+            self.unfinished_files = []
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, dict | None]]:

@@ -140,7 +140,7 @@ def _write_atomically(path: Path, write: Callable[[TextIO], None]) -> None:
 def write_reports(out_dir: Path, jobs: Sequence[Job], state: Replay) -> None:
     """Write results.csv and index.html for `jobs` as the manifest `state` has them.
     Both are streamed a chunk of rows at a time, so memory stays flat with the batch."""
-    on_disk = ImageStore(out_dir).existing()
+    on_disk = ImageStore(out_dir).existing(suspect=state.unfinished_files)
 
     def rows() -> Iterator[dict[str, Any]]:
         return job_rows(jobs, state, on_disk)
@@ -496,7 +496,7 @@ def status(out_dir: Path) -> dict[str, Any]:
     """`batchgen status`: counts by state, money, the last run, what is left."""
     state = _load_state(out_dir)
     jobs, warnings = _jobs_of(out_dir, state)
-    rows = list(job_rows(jobs, state, ImageStore(out_dir).existing()))
+    rows = list(job_rows(jobs, state, ImageStore(out_dir).existing(state.unfinished_files)))
     counts = Counter(r["state"] for r in rows)
     retryable = sum(1 for r in rows if r["state"] == "failed" and r["retryable"])
     run = state.last_run or {}

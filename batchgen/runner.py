@@ -499,7 +499,7 @@ async def _run_locked(jobs: Sequence[Job], config: RunConfig, reporter: Reporter
         log.warning("%s: skipped %d unreadable line(s) (%s), probably torn by a crash",
                     manifest_path, len(before.bad_lines),
                     ", ".join(map(str, before.bad_lines[:5])))
-    plan = make_plan(jobs, before, store.existing(), config)
+    plan = make_plan(jobs, before, store.existing(suspect=before.unfinished_files), config)
     del before  # a million-job replay is large: keep only one alive at a time
     if key_exposed(config.base_url):
         log.warning("the API key will be sent unencrypted to %s (plain http)", config.base_url)

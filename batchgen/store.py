@@ -5,7 +5,8 @@ file named like an image is always a whole image: a killed process leaves at
 worst a `.tmp` file, which the next run deletes. Images are not fsync'd one
 by one (at full speed that cost more than everything else per image): after a
 power cut an image written just before it can be an empty file, which
-`existing()` does not count, so the next run generates it again.
+`existing()` does not count (it checks the images of a run that never
+finished), so the next run generates it again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 IMAGES_DIR = "images"
@@ -48,12 +50,17 @@ class ImageStore:
             if entry.name.endswith(".tmp"):
                 os.unlink(entry.path)
 
-    def existing(self) -> set[str]:
-        """Relative paths ('images/x.png') of every non-empty image on disk."""
+    def existing(self, suspect: Iterable[str] = ()) -> set[str]:
+        """Relative paths ('images/x.png') of the images on disk, in one directory scan.
+        `suspect` files (written just before a crash) count only if they are not empty."""
         if not self.path.is_dir():
             return set()
-        return {f"{IMAGES_DIR}/{entry.name}" for entry in os.scandir(self.path)
-                if not entry.name.startswith(".") and entry.stat().st_size}
+        found = {f"{IMAGES_DIR}/{entry.name}" for entry in os.scandir(self.path)
+                 if not entry.name.startswith(".")}
+        for file in suspect:
+            if file in found and os.stat(self.out_dir / file).st_size == 0:
+                found.discard(file)
+        return found
 
     def write(self, stem: str, extension: str, data: bytes) -> str:
         """Write atomically; return the path relative to the output folder."""

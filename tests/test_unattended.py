@@ -16,7 +16,7 @@ import pytest
 from batchgen.client import image_extension, key_exposed
 from batchgen.manifest import replay
 
-from .conftest import TEST_KEY, events, spawn, wait_for, write_jobs
+from .conftest import TEST_KEY, events, kill_9_when, spawn, wait_for, write_jobs
 
 FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")
 SUMMARY = re.compile(
@@ -316,3 +316,21 @@ def test_job_file_deleted_between_runs(tmp_path, sim, cli):
     assert again.code == 2 and "no such file" in again.err
     status = cli("status", out)
     assert status.code == 0 and "done 2" in status.out
+
+
+def test_an_image_left_empty_by_a_power_cut_is_generated_again(tmp_path, start_simulator, cli):
+    """Images are not fsync'd one by one: after a power cut, one written just before it
+    can be an empty file under its final name, with its success line on disk."""
+    sim = start_simulator(latency=0.05)
+    jobs = write_jobs(tmp_path / "jobs.csv", [f"power {i}" for i in range(8)])
+    out = tmp_path / "out"
+    proc = spawn("run", jobs, "--out", out, "--base-url", sim.base_url, "--concurrency", "1",
+                 *FAST)
+    kill_9_when(proc, lambda: len(events(out, "succeeded")) >= 3)  # the run never finishes
+    victim = events(out, "succeeded")[-1]
+    (out / victim["file"]).write_bytes(b"")  # what the power cut left of it
+    assert cli("run", jobs, "--out", out, "--base-url", sim.base_url, *FAST).code == 0
+    assert len({line["job_id"] for line in events(out, "succeeded")}) == 8
+    assert [r.prompt for r in sim.generation_records()].count(victim["prompt"]) == 2
+    assert image_extension((out / victim["file"]).read_bytes()) == "png"
+
