@@ -14,6 +14,7 @@ speed); `ImageStore.existing` ignores the empty files a power cut can leave.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import os
@@ -118,6 +119,12 @@ class JobRecord:
         return self.content is None or self.content == hash((prompt, aspect_ratio))
 
 
+@functools.lru_cache(maxsize=64)
+def _micro(dollars: float | None) -> int:
+    """A line's `cost` in micro-dollars (a handful of distinct values: cached)."""
+    return round((dollars or 0) * MICRO)
+
+
 def _content(prompt: str | None, aspect_ratio: str | None) -> int | None:
     """A fingerprint of what was sent, so a million records need not keep every prompt.
     Python's str hash differs between processes, but it is only ever compared within one."""
@@ -135,6 +142,7 @@ class Replay:
     #: images recorded by the last run if it never finished (killed, or a power cut):
     #: the only ones that may be empty files, as images are not fsync'd one by one
     unfinished_files: list[str] = field(default_factory=list)
+    _in_run: bool = False
 
     @property
     def last_run(self) -> dict[str, Any] | None:
@@ -152,15 +160,16 @@ class Replay:
         prior = jobs.get(job_id)
         prior_cost = prior.cost_micro if prior else 0
         if event == "succeeded":  # the common line in a big manifest: kept lean
-            cost = round((get("cost") or 0) * MICRO)
+            cost = _micro(get("cost"))
             self.spent_micro += cost
             file = get("file")
             jobs[job_id] = JobRecord("done", cost + prior_cost,
                                      _content(get("prompt"), get("aspect_ratio")), file,
-                                     attempts=get("attempts", 0), request_id=get("request_id"))
-            self.unfinished_files.append(file)
+                                     None, None, False, get("attempts", 0), get("request_id"))
+            if self._in_run:
+                self.unfinished_files.append(file)
         elif event == "failed":
-            cost = round((get("cost") or 0) * MICRO)
+            cost = _micro(get("cost"))
             self.spent_micro += cost
             jobs[job_id] = JobRecord(
                 "failed", cost + prior_cost, _content(get("prompt"), get("aspect_ratio")),
@@ -177,10 +186,10 @@ class Replay:
                 )
         elif event == "run_started":
             self.runs.append(dict(line))
-            self.unfinished_files = []
+            self.unfinished_files, self._in_run = [], True
         elif event == "run_finished" and self.runs:
             self.runs[-1]["finished"] = line
-            self.unfinished_files = []
+            self.unfinished_files, self._in_run = [], False
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, dict | None]]:

@@ -55,11 +55,13 @@ class ImageStore:
         `suspect` files (written just before a crash) count only if they are not empty."""
         if not self.path.is_dir():
             return set()
-        found = {f"{IMAGES_DIR}/{entry.name}" for entry in os.scandir(self.path)
-                 if not entry.name.startswith(".")}
-        for file in suspect:
-            if file in found and os.stat(self.out_dir / file).st_size == 0:
-                found.discard(file)
+        suspect = set(suspect)
+        found = set()
+        for entry in os.scandir(self.path):
+            file = f"{IMAGES_DIR}/{entry.name}"
+            if entry.name.startswith(".") or (file in suspect and not entry.stat().st_size):
+                continue
+            found.add(file)
         return found
 
     def write(self, stem: str, extension: str, data: bytes) -> str:
