@@ -16,10 +16,13 @@ from batchgen.errors import JobFileError
 from batchgen.jobs import Job, canonical_ratio, content_id, load_jobs
 from batchgen.store import IMAGES_DIR, safe_stem
 
-from .conftest import DATA
+from .conftest import DATA, ROOT
 
 INVALID = DATA / "invalid"
-PARTI = Path("/work/shared/data/PartiPrompts.tsv")
+# The workspace's shared/ folder lies beside the clone (CI) or at /work/shared.
+PARTI = next((p for p in (ROOT.parent / "shared" / "data" / "PartiPrompts.tsv",
+                          Path("/work/shared/data/PartiPrompts.tsv")) if p.exists()),
+             ROOT.parent / "shared" / "data" / "PartiPrompts.tsv")
 
 
 def problems_of(path: Path, **options) -> list[str]:
