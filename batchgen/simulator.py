@@ -359,12 +359,18 @@ class Simulator:
     async def _v1_generate(self, request: web.Request) -> web.Response:
         return await self._tracked(request, self._v1_answer)
 
-    async def _v1_answer(self, request: web.Request, record: RequestRecord) -> web.Response:
+    async def _gate(self, request: web.Request,
+                    record: RequestRecord) -> tuple[web.Response | None, str | None]:
+        """What every generation request meets first: the key, the rate limit, and the
+        faults that answer before the job is read. (answer or None, the fault drawn)"""
         denied = self._check_key(request) or self._check_rate()
         if denied:
-            return denied
+            return denied, None
         fault = self._next_fault()
-        early = await self._early_fault(fault, record)
+        return await self._early_fault(fault, record), fault
+
+    async def _v1_answer(self, request: web.Request, record: RequestRecord) -> web.Response:
+        early, fault = await self._gate(request, record)
         if early:
             return early
         invalid = await self._read_job(request, record)
@@ -434,11 +440,7 @@ class Simulator:
         return await self._tracked(request, self._v2_accept)
 
     async def _v2_accept(self, request: web.Request, record: RequestRecord) -> web.Response:
-        denied = self._check_key(request) or self._check_rate()
-        if denied:
-            return denied
-        fault = self._next_fault()
-        early = await self._early_fault(fault, record)
+        early, fault = await self._gate(request, record)
         if early:
             return early
         if fault == "garbage":
