@@ -148,9 +148,6 @@ class Replay:
     def last_run(self) -> dict[str, Any] | None:
         return self.runs[-1] if self.runs else None
 
-    def count(self, state: str) -> int:
-        return sum(1 for r in self.jobs.values() if r.state == state)
-
     def apply(self, line: dict[str, Any]) -> None:
         """Fold one manifest event into the state."""
         jobs = self.jobs

@@ -25,6 +25,7 @@ import random
 import re
 import signal
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -464,15 +465,6 @@ def _recover(manifest: ManifestWriter, plan: Plan, config: RunConfig) -> None:
         )
 
 
-def _job_state(job: Job, state: Replay, on_disk: set[str]) -> str:
-    record = state.jobs.get(job.id)
-    if record is None:
-        return "pending"
-    if record.state == "done":
-        return "done" if record.file in on_disk else "pending"
-    return "failed" if record.state == "failed" else "pending"
-
-
 async def arun_batch(
     jobs: Sequence[Job], config: RunConfig, *, reporter: Reporter | None = None,
     handle_signals: bool = False,
@@ -548,8 +540,8 @@ async def _run_locked(jobs: Sequence[Job], config: RunConfig, reporter: Reporter
             log.error("the API refused the request: %s", message)
         after = replay(manifest_path)
         on_disk = store.existing()
-        states = [_job_state(job, after, on_disk) for job in plan.universe]
-        counts = {s: states.count(s) for s in ("done", "failed", "pending")}
+        # the same states results.csv shows
+        counts = Counter(row["state"] for row in report.job_rows(plan.universe, after, on_disk))
         own_failures = len(pool.failed_jobs) + (plan.permanent_failures if config.limit is None
                                                 else 0)
         if exit_code == 0 and own_failures:
@@ -581,8 +573,8 @@ def _install_signals(pool: Pool, config: RunConfig, received: list[int]):
     def on_signal(signum: int) -> None:
         received.append(signum)
         if len(received) == 1:
-            log.warning("%s: finishing the %s in flight (up to %ss; again to cancel them)",
-                        signal.Signals(signum).name, "requests", f"{config.grace_period:g}")
+            log.warning("%s: finishing the requests in flight (up to %ss; again to cancel "
+                        "them)", signal.Signals(signum).name, f"{config.grace_period:g}")
             pool.stop("interrupted")
             loop.call_later(config.grace_period, pool.cancel_in_flight)
         else:
