@@ -416,7 +416,6 @@ def _verified_extension(data: bytes) -> str:
 
 
 __all__ = [
-    "ApiError",
     "Client",
     "GeneratedImage",
     "Submission",

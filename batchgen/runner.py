@@ -115,22 +115,21 @@ def make_plan(jobs: Sequence[Job], state: Replay, on_disk: set[str], config: Run
     for job in universe:
         record = state.jobs.get(job.id)
         unchanged = record is not None and record.describes(job.prompt, job.aspect_ratio)
-        if record is not None and unchanged and record.state == "done" and record.file in on_disk:
+        if unchanged and record.state == "done" and record.file in on_disk:
             done += 1
             continue
         if unchanged and record.state == "failed" and not record.retryable \
                 and not config.retry_failed:
             permanent += 1
             continue
-        if record is None or record.state in ("submitted", "pending"):
+        started = record is not None and record.state in ("submitted", "pending")
+        if record is None or started:
             if by_stem is None:
                 by_stem = {path.rsplit("/", 1)[-1].rsplit(".", 1)[0]: path for path in on_disk}
             if orphan := by_stem.get(safe_stem(job.id)):
                 recovered.append((job, orphan))
                 continue
-        request_id = record.request_id if record is not None and record.state in (
-            "submitted", "pending") else None
-        to_run.append((job, request_id))
+        to_run.append((job, record.request_id if started else None))
     if config.limit is not None:
         to_run = to_run[: config.limit]
     return Plan(universe, to_run, recovered, permanent, done)
