@@ -10,33 +10,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import sys
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__, report
+from . import __version__
 from .config import (
     API_KEY_ENV,
     BASE_URL_ENV,
     DEFAULT_ASPECT_RATIO,
     DEFAULT_BASE_URL,
-    PRICE_MICRO,
     RunConfig,
-    format_usd,
-    usd_to_micro,
 )
 from .errors import JobFileError, LockedError, OutputError, UsageError
-from .jobs import Job, load_jobs
-from .manifest import MANIFEST_NAME, replay
+from .jobs import JobFile, load_jobs
+from .money import PRICE_MICRO, format_usd, usd_to_micro
+from .plan import estimate
 from .progress import Reporter, TqdmHandler
-from .runner import RunSummary, arun_batch, make_plan
+from .runner import RunSummary, arun_batch
 from .simulator import FAULTS, FORMATS, Simulator, SimulatorConfig
-from .store import ImageStore
 
 log = logging.getLogger("batchgen")
 SUMMARY = 45  # a log level above ERROR: the summary line survives -q
@@ -208,14 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OutputError as exc:
-        print(f"error: {exc}; what was recorded is kept, rerun to resume", file=sys.stderr)
-        return 1
+        print(f"error: {exc}; nothing was sent", file=sys.stderr)
+        return 2
     except LockedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 6
 
 
-def _load(args: argparse.Namespace) -> list[Job]:
+def _load(args: argparse.Namespace) -> JobFile:
     return load_jobs(args.job_file, default_ratio=args.aspect_ratio, sheet=args.sheet)
 
 
@@ -223,24 +218,17 @@ def _out_dir(args: argparse.Namespace) -> Path:
     return args.out or Path("output") / args.job_file.stem
 
 
-def _estimate(args: argparse.Namespace, jobs: list[Job]) -> None:
+def _estimate(args: argparse.Namespace, jobs: JobFile) -> None:
     """Counts, cost, and what an existing output folder already holds."""
-    price = args.price
-    print(f"{args.job_file}: {len(jobs)} jobs, valid")
-    for ratio, count in sorted(Counter(j.aspect_ratio for j in jobs).items()):
+    info = estimate(jobs, _out_dir(args), args.price)
+    price = usd_to_micro(info.price)
+    print(f"{args.job_file}: {info.jobs} jobs, valid")
+    for ratio, count in info.by_ratio.items():
         print(f"  {ratio:>5}  {count}")
-    print(f"estimate: {len(jobs)} x {format_usd(price)} = {format_usd(len(jobs) * price)}")
-    out_dir = _out_dir(args)
-    manifest = out_dir / MANIFEST_NAME
-    if manifest.exists():
-        config = RunConfig(out_dir=out_dir, api_key="", price_micro=price)
-        state = replay(manifest)
-        on_disk = ImageStore(out_dir).existing(suspect=state.unfinished_files)
-        plan = make_plan(jobs, state, on_disk, config)
-        left = len(plan.to_run)
-        print(f"already done: {plan.done_before} "
-              f"({plan.permanent_failures} failed permanently) in {out_dir}; "
-              f"left: {left} = {format_usd(left * price)}")
+    print(f"estimate: {info.jobs} x {format_usd(price)} = {format_usd(usd_to_micro(info.cost))}")
+    if info.started:
+        print(f"already done: {info.done} ({info.failed_permanent} failed permanently) in "
+              f"{info.out_dir}; left: {info.left} = {format_usd(usd_to_micro(info.left_cost))}")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -268,9 +256,7 @@ def _run(args: argparse.Namespace) -> int:
         max_cost_micro=args.max_cost, price_micro=args.price, retry_failed=args.retry_failed,
         limit=args.limit, shard=args.shard, require_credits=args.require_credits,
         max_outage=args.max_outage, grace_period=args.grace, poll_interval=args.poll_interval,
-        status_interval=args.status_interval, job_file=args.job_file,
-        default_ratio=args.aspect_ratio, sheet=args.sheet,
-        job_file_sha256=hashlib.sha256(args.job_file.read_bytes()).hexdigest(),
+        status_interval=args.status_interval,
     )
     reporter = Reporter(bar=bar, status_interval=args.status_interval)
     summary = asyncio.run(_run_async(args, jobs, config, reporter))
@@ -286,7 +272,7 @@ def _run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-async def _run_async(args: argparse.Namespace, jobs: list[Job], config: RunConfig,
+async def _run_async(args: argparse.Namespace, jobs: JobFile, config: RunConfig,
                      reporter: Reporter) -> RunSummary:
     if not args.simulate:
         return await arun_batch(jobs, config, reporter=reporter, handle_signals=True)
@@ -304,16 +290,19 @@ async def _run_async(args: argparse.Namespace, jobs: list[Job], config: RunConfi
 
 
 def _status(args: argparse.Namespace) -> int:
-    info = report.status(args.out_dir)
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        print(report.format_status(info))
+    from .status import format_status, status
+
+    info = status(args.out_dir)
+    print(json.dumps(info, indent=2) if args.json else format_status(info))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    written = report.regenerate(args.out_dir)
+    from .status import regenerate
+
+    written, warnings = regenerate(args.out_dir)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for path in written:
         print(path)
     return 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .money import PRICE_MICRO, micro_to_usd
 
 MODEL = "luma-photon-txt-2-img"
 DEFAULT_BASE_URL = "https://api.segmind.com"
@@ -14,67 +17,48 @@ BASE_URL_ENV = "SEGMIND_BASE_URL"
 ASPECT_RATIOS = ("1:1", "16:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21", "21:9")
 DEFAULT_ASPECT_RATIO = "1:1"
 
-#: Money is counted in integer micro-dollars so that sums are exact.
-MICRO = 1_000_000
-PRICE_MICRO = 19_000  # $0.019 per successful generation
-
 #: Longest prompt we accept. The API documents no limit; 4,000 characters is far
 #: beyond any useful prompt and stops a pasted document from being sent 1,000 times.
 MAX_PROMPT_CHARS = 4000
 
 
-def usd_to_micro(value: str | float | Decimal) -> int:
-    """Parse a dollar amount exactly: '0.38' is 380000, never 379999."""
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"not a dollar amount: {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"not a dollar amount: {value!r}")
-    return int((amount * MICRO).to_integral_value())
-
-
-def micro_to_usd(micro: int) -> float:
-    """Dollars as a JSON-friendly number (exact for micro-dollar amounts)."""
-    return micro / MICRO
-
-
-def format_usd(micro: int) -> str:
-    """'$1.805': at least two decimals, no trailing noise."""
-    text = f"{Decimal(micro) / MICRO:.6f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    return f"${whole}.{frac.ljust(2, '0')}"
-
-
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
-    """Everything `run_batch` needs to know besides the jobs themselves."""
+    """Everything `run_batch` needs besides the job file. The key never shows in repr."""
 
     out_dir: Path
-    api_key: str
+    api_key: str = field(repr=False)
     base_url: str = DEFAULT_BASE_URL
     api: str = "v1"
+    # limits
     concurrency: int = 8
-    rate: float = 50.0  # requests per minute
+    rate: float = 50.0  # requests per minute; 0 = no limit
+    timeout: float = 600.0  # seconds per request attempt (v2: per request until it ends)
+    max_outage: float = 600.0  # longest the API may be unavailable before the run ends
+    grace_period: float = 60.0  # how long in-flight requests may finish after a signal
+    poll_interval: float = 1.0  # v2: first status poll after this many seconds, then longer
+    # retries
     retries: int = 5
     backoff: float = 1.0  # seconds before the first retry, doubling each time (full jitter)
-    timeout: float = 600.0  # seconds per request attempt; cold starts take minutes
+    retry_failed: bool = False
+    # money
     max_cost_micro: int | None = None
     price_micro: int = PRICE_MICRO
-    retry_failed: bool = False
+    require_credits: bool = False
+    # selection and output
     limit: int | None = None
     shard: tuple[int, int] | None = None  # (index, count), 1-based
-    require_credits: bool = False
-    max_outage: float = 600.0
-    poll_interval: float = 1.0  # v2: first status poll after this many seconds, then longer
-    grace_period: float = 60.0  # how long in-flight requests may finish after a signal
     status_interval: float = 30.0  # seconds between log lines when not on a terminal
-    job_file: Path | None = None
-    job_file_sha256: str | None = None
-    default_ratio: str = DEFAULT_ASPECT_RATIO  # recorded so reports re-read the file the same way
-    sheet: str | None = None
 
-    def public_settings(self) -> dict:
+    def __post_init__(self) -> None:
+        if self.api not in ("v1", "v2"):
+            raise UsageError(f"api must be v1 or v2, not {self.api!r}")
+        if self.concurrency < 1 or self.retries < 0:
+            raise UsageError("concurrency must be at least 1 and retries at least 0")
+        if self.shard is not None and not 1 <= self.shard[0] <= self.shard[1]:
+            raise UsageError("shard I/N needs 1 <= I <= N")
+
+    def public_settings(self) -> dict[str, Any]:
         """The settings recorded in the manifest: never the key."""
         return {
             "concurrency": self.concurrency,
@@ -85,8 +69,6 @@ class RunConfig:
             "price": micro_to_usd(self.price_micro),
             "retries": self.retries,
             "timeout": self.timeout,
-            "aspect_ratio": self.default_ratio,
-            "sheet": self.sheet,
             "shard": None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",
             "limit": self.limit,
         }

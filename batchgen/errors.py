@@ -1,23 +1,55 @@
-"""batchgen's exceptions. The type of an API error tells the runner what to do::
+"""batchgen's exceptions, and the reasons a run stops early.
+
+The type of an API error tells the pool what to do::
 
     BatchgenError
     ├── JobFileError            the job file is invalid (all problems listed)   exit 2
     ├── UsageError              bad options or environment                      exit 2
-    ├── OutputError             output folder unusable (not writable, disk full)
+    ├── OutputError             the output folder cannot be written             exit 2 at start
     ├── LockedError             another run holds the output folder             exit 6
-    └── ApiError                a request went wrong; .status is the HTTP status or None
+    └── ApiError                a request went wrong; .status, .billed
         ├── RetryableError      retry this request later (5xx, connection, timeout)
         │   ├── RateLimited     429: wait .retry_after, costs no retry
-        │   └── InvalidImage    a 200 that was no image: billed, then retried
-        ├── JobRejected         400: this job will never work as it is
+        │   └── InvalidImage    a 200 that held no image: billed, then retried
+        ├── RequestLost         v2: the API no longer knows a submitted id: billed once, resubmitted once
+        ├── StillRunning        v2: not finished within --timeout: the next run collects it
+        ├── JobRejected         400 or FAILED: this job will never work as it is
         ├── OutOfCredits        406: stop dispatching, the rest stays pending   exit 3
-        └── FatalApiError       401/403/404: wrong key or endpoint, abort       exit 5
+        └── FatalApiError       401/403/404/3xx: wrong key or endpoint, abort   exit 5
 
 No message or repr ever contains the API key: errors are built from the
 status, the response body and the URL only.
 """
 
 from __future__ import annotations
+
+from enum import Enum
+
+
+class StopReason(Enum):
+    """Why a run stopped dispatching: the word in the manifest (`pending.reason`,
+    `run_finished.reason`), the exit code, and what the user is told to do."""
+
+    OUT_OF_CREDITS = ("out_of_credits", 3, "out of credits (406): top up and rerun")
+    INSUFFICIENT_CREDITS = ("insufficient_credits", 3,
+                            "the balance could not pay for it: top up and rerun")
+    BUDGET = ("budget", 4, "--max-cost reached: rerun to continue")
+    API_REFUSED = ("auth", 5, "the API refused the key or endpoint: fix it and rerun")
+    OUTAGE = ("outage", 1, "the API was unavailable longer than --max-outage: rerun to continue")
+    OUTPUT_ERROR = ("output_error", 1, "the output folder could not be written: fix it and rerun")
+    INTERRUPTED = ("interrupted", 130, "interrupted: rerun to continue")
+
+    def __init__(self, word: str, exit_code: int, advice: str):
+        self.word = word
+        self.exit_code = exit_code
+        self.advice = advice
+
+    @classmethod
+    def from_word(cls, word: str | None) -> StopReason | None:
+        return _BY_WORD.get(word or "")
+
+
+_BY_WORD = {reason.word: reason for reason in StopReason}
 
 
 class BatchgenError(Exception):
@@ -50,7 +82,9 @@ class LockedError(BatchgenError):
 
 
 class ApiError(BatchgenError):
-    """A request to the API failed."""
+    """A request to the API failed. `billed`: the API may have charged for it."""
+
+    billed = False
 
     def __init__(self, message: str, status: int | None = None):
         self.status = status
@@ -71,11 +105,31 @@ class RateLimited(RetryableError):
 
 
 class InvalidImage(RetryableError):
-    """A 200 whose body was not an image. The API billed it; the user still wants the image."""
+    """A 200 that held no image (garbage, cut off, too big). The API billed it; the
+    user still wants the image."""
+
+    billed = True
+
+
+class RequestLost(ApiError):
+    """v2: the API answers 404 for a request id it accepted. It may have completed
+    (billed) before it was forgotten, so it is counted once and submitted once more."""
+
+    billed = True
+
+
+class StillRunning(ApiError):
+    """v2: a request still queued or processing after --timeout, or whose status the
+    API has not told for longer than --max-outage (`outage`). It may yet complete, so
+    it is never replaced: the job stays pending with its id for the next run."""
+
+    def __init__(self, message: str, *, outage: bool = False):
+        super().__init__(message)
+        self.outage = outage
 
 
 class JobRejected(ApiError):
-    """400: the API refuses this job (e.g. prompt rejected); retrying cannot help."""
+    """400, or a v2 request that ended FAILED: retrying cannot help."""
 
 
 class OutOfCredits(ApiError):
@@ -83,4 +137,5 @@ class OutOfCredits(ApiError):
 
 
 class FatalApiError(ApiError):
-    """401/403/404: every request will fail the same way until the user fixes something."""
+    """401/403/404, or a redirect: every request will fail the same way until the
+    user fixes the key or the URL."""

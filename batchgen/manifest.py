@@ -1,58 +1,58 @@
 """The manifest: an append-only JSONL record of everything a batch did, and its
-replay into per-job state. It is the single source of truth: resume, `status`
-and the reports all read it back through `replay`.
+replay into per-job records. It is the single source of truth: resume, `status`
+and the reports all read it back through `replay`, and a running batch keeps its
+replay current by folding in each event as it is written.
 
 Durability: each event is written and flushed to the kernel before the code
 that depends on it goes on, so a killed process loses nothing it recorded.
 fsync (which only matters if the whole machine dies) runs in a background
-thread and covers every line written since the previous one (group commit):
-one disk flush per batch of events instead of one per event. Images are not
-fsync'd one by one (that cost more than everything else per image at full
-speed); `ImageStore.existing` ignores the empty files a power cut can leave.
+thread and covers every line written since the previous one (group commit).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .config import MICRO
 from .errors import OutputError
+from .events import (
+    Event,
+    Failed,
+    Pending,
+    RunFinished,
+    RunStarted,
+    Submitted,
+    Succeeded,
+    by_name,
+)
 
 MANIFEST_NAME = "manifest.jsonl"
-#: Least time between two fsyncs. Each fsync commits the file system's journal, which
-#: stalls the creation of image files meanwhile; at full speed, syncing back to back
-#: cost more than everything else batchgen does per image.
+#: Least time between two fsyncs: each one commits the file system's journal, which
+#: stalls the creation of image files meanwhile.
 SYNC_INTERVAL = 0.1
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class ManifestWriter:
-    """Appends events. Use `async with` so the final fsync happens."""
+    """Appends events; `on_write` sees each one (the run's live replay). Use
+    `async with` so the final fsync happens."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, on_write: Callable[[Event], None] | None = None):
         self.path = path
-        self._fh = open(path, "ab")  # noqa: SIM115 - closed in close()
+        self._on_write = on_write
+        try:
+            self._fh = open(path, "ab")  # noqa: SIM115 - closed in close()
+            if self._fh.tell() and not _ends_with_newline(path):
+                self._fh.write(b"\n")  # a torn last line must not swallow the next event
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror}") from None
         self._dirty = asyncio.Event()
         self._syncer: asyncio.Task | None = None
-        if self._fh.tell() and not self._ends_with_newline():
-            self._fh.write(b"\n")  # a torn last line must not swallow the next event
-
-    def _ends_with_newline(self) -> bool:
-        with open(self.path, "rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) == b"\n"
 
     async def __aenter__(self) -> ManifestWriter:
         self._syncer = asyncio.create_task(self._sync_forever())
@@ -61,16 +61,17 @@ class ManifestWriter:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def write(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Append one event; return it as written."""
-        line = {"event": event, "ts": utc_now(), **fields}
+    def write(self, event: Event) -> None:
+        """Append one event, then tell the listener."""
+        line = json.dumps(event.to_line(), ensure_ascii=False).encode() + b"\n"
         try:
-            self._fh.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+            self._fh.write(line)
             self._fh.flush()
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
         self._dirty.set()
-        return line
+        if self._on_write is not None:
+            self._on_write(event)
 
     async def _sync_forever(self) -> None:
         fd = self._fh.fileno()
@@ -79,8 +80,8 @@ class ManifestWriter:
             self._dirty.clear()
             try:
                 await asyncio.to_thread(os.fsync, fd)
-            except OSError as exc:
-                raise OutputError(f"cannot sync {self.path}: {exc.strerror}") from None
+            except OSError:
+                pass  # write() reports the problem; what reached the file is consistent
             await asyncio.sleep(SYNC_INTERVAL)
 
     async def close(self) -> None:
@@ -93,42 +94,35 @@ class ManifestWriter:
                 self._fh.flush()
                 os.fsync(self._fh.fileno())
             except OSError:
-                pass  # already reported by write(); what reached the file is consistent
+                pass
             finally:
                 self._fh.close()
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
 @dataclass(slots=True)
 class JobRecord:
-    """What the manifest says about one job: its latest state and its money."""
+    """What the manifest says about one job: its latest line, its money, the image
+    of its last success and any v2 request that can still be collected."""
 
-    state: str  # done | failed | submitted | pending
-    cost_micro: int = 0
-    content: int | None = None  # hash of the prompt and ratio sent; see `describes`
-    file: str | None = None
-    error: str | None = None
+    kind: str  # the latest job event: succeeded | failed | submitted | pending
+    fp: str | None  # fingerprint of what that line was about (None: an old manifest)
+    cost_micro: int = 0  # over every line
+    attempts: int = 0
+    file: str | None = None  # the last success's image, its size and hash
+    bytes: int | None = None
+    sha256: str | None = None
+    error: str = ""
     status: int | None = None
     retryable: bool = False
-    attempts: int = 0
-    request_id: str | None = None
-    reason: str | None = None
-
-    def describes(self, prompt: str, aspect_ratio: str) -> bool:
-        """Whether this record is about that prompt and ratio: a row edited under the
-        same user id is a new job. Records without a prompt (v2 `submitted`) match."""
-        return self.content is None or self.content == hash((prompt, aspect_ratio))
-
-
-@functools.lru_cache(maxsize=64)
-def _micro(dollars: float | None) -> int:
-    """A line's `cost` in micro-dollars (a handful of distinct values: cached)."""
-    return round((dollars or 0) * MICRO)
-
-
-def _content(prompt: str | None, aspect_ratio: str | None) -> int | None:
-    """A fingerprint of what was sent, so a million records need not keep every prompt.
-    Python's str hash differs between processes, but it is only ever compared within one."""
-    return None if prompt is None else hash((prompt, aspect_ratio))
+    reason: str = ""  # pending: why
+    request_id: str | None = None  # v2: a request to collect rather than submit again
+    request_status: str | None = None  # COMPLETED: already billed and counted
 
 
 @dataclass
@@ -136,70 +130,72 @@ class Replay:
     """The state of a batch, rebuilt from its manifest one event at a time."""
 
     jobs: dict[str, JobRecord] = field(default_factory=dict)
-    runs: list[dict[str, Any]] = field(default_factory=list)  # run_started lines, updated by finish
+    runs: list[dict[str, Any]] = field(default_factory=list)  # one per run_started
     spent_micro: int = 0
-    bad_lines: list[int] = field(default_factory=list)  # line numbers that were not JSON
-    #: images recorded by the last run if it never finished (killed, or a power cut):
-    #: the only ones that may be empty files, as images are not fsync'd one by one
-    unfinished_files: list[str] = field(default_factory=list)
-    _in_run: bool = False
+    bad_lines: list[int] = field(default_factory=list)  # line numbers that were not events
+    torn_tail: bool = False  # the last line is torn: a crash mid-write, just now
 
     @property
     def last_run(self) -> dict[str, Any] | None:
         return self.runs[-1] if self.runs else None
 
-    def apply(self, line: dict[str, Any]) -> None:
-        """Fold one manifest event into the state."""
-        jobs = self.jobs
-        get = line.get
-        event = get("event")
-        job_id = get("job_id")
-        prior = jobs.get(job_id)
-        prior_cost = prior.cost_micro if prior else 0
-        if event == "succeeded":  # the common line in a big manifest: kept lean
-            cost = _micro(get("cost"))
-            self.spent_micro += cost
-            file = get("file")
-            jobs[job_id] = JobRecord("done", cost + prior_cost,
-                                     _content(get("prompt"), get("aspect_ratio")), file,
-                                     None, None, False, get("attempts", 0), get("request_id"))
-            if self._in_run:
-                self.unfinished_files.append(file)
-        elif event == "failed":
-            cost = _micro(get("cost"))
-            self.spent_micro += cost
-            jobs[job_id] = JobRecord(
-                "failed", cost + prior_cost, _content(get("prompt"), get("aspect_ratio")),
-                error=get("error"), status=get("status"), retryable=bool(get("retryable")),
-                attempts=get("attempts", 0),
-            )
-        elif event == "submitted":
-            jobs[job_id] = JobRecord("submitted", prior_cost, request_id=line.get("request_id"))
-        elif event == "pending":
-            if prior is None or prior.state != "done":
-                jobs[job_id] = JobRecord(
-                    "pending", prior_cost, reason=line.get("reason"),
-                    request_id=line.get("request_id") or (prior.request_id if prior else None),
-                )
-        elif event == "run_started":
-            self.runs.append(dict(line))
-            self.unfinished_files, self._in_run = [], True
-        elif event == "run_finished" and self.runs:
-            self.runs[-1]["finished"] = line
-            self.unfinished_files, self._in_run = [], False
+    def apply(self, event: Event) -> None:
+        """Fold one event into the state."""
+        if isinstance(event, (Succeeded, Failed, Pending, Submitted)):
+            self._apply_job(event)
+        elif isinstance(event, RunStarted):
+            self.runs.append({"started": event, "finished": None, "spent_micro": 0})
+        elif isinstance(event, RunFinished) and self.runs:
+            self.runs[-1]["finished"] = event
+
+    def _apply_job(self, event: Succeeded | Failed | Pending | Submitted) -> None:
+        record = self.jobs.get(event.job_id)
+        if record is None:
+            record = self.jobs[event.job_id] = JobRecord(event.name, event.fp)
+        record.kind, record.fp = event.name, event.fp or _legacy_fp(event)
+        if isinstance(event, Submitted):
+            record.request_id, record.request_status = event.request_id, None
+            return
+        record.cost_micro += event.cost
+        self.spent_micro += event.cost
+        if self.runs:
+            self.runs[-1]["spent_micro"] += event.cost
+        record.attempts = event.attempts
+        if isinstance(event, Succeeded):
+            record.file, record.bytes, record.sha256 = event.file, event.bytes, event.sha256
+            record.request_id = record.request_status = None
+            return
+        record.request_id, record.request_status = event.request_id, event.request_status
+        if isinstance(event, Failed):
+            record.error, record.status, record.retryable = event.error, event.status, \
+                event.retryable
+        else:
+            record.reason = event.reason
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, dict | None]]:
-    """(line number, event) for each line; None for a line that is not a JSON object."""
+def _legacy_fp(event: Event) -> str | None:
+    """Lines written before fingerprints existed: derive it from the prompt they name."""
+    prompt = getattr(event, "prompt", None)
+    if prompt is None:
+        return None
+    from .config import MODEL
+    from .jobs import fingerprint
+
+    return fingerprint(MODEL, prompt, event.aspect_ratio or "")
+
+
+def read_events(path: Path) -> Iterator[tuple[int, Event | None]]:
+    """(line number, event) for each line; None for a line that is not an event."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
             try:
-                event = json.loads(raw)
-            except ValueError:
+                line = json.loads(raw)
+                event = by_name[line["event"]].from_line(line)
+            except (ValueError, KeyError, TypeError):
                 event = None
-            yield number, event if isinstance(event, dict) else None
+            yield number, event
 
 
 def replay(path: Path) -> Replay:
@@ -210,13 +206,16 @@ def replay(path: Path) -> Replay:
         return result
     collecting = gc.isenabled()
     gc.disable()  # a million small objects that live on: collecting them is wasted time
+    last = 0
     try:
-        for number, line in read_lines(path):
-            if line is None:
+        for number, event in read_events(path):
+            last = number
+            if event is None:
                 result.bad_lines.append(number)
             else:
-                result.apply(line)
+                result.apply(event)
     finally:
         if collecting:
             gc.enable()
+    result.torn_tail = bool(result.bad_lines) and result.bad_lines[-1] == last
     return result

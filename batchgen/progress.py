@@ -15,7 +15,7 @@ import time
 
 from tqdm import tqdm
 
-from .config import format_usd
+from .money import format_usd
 
 log = logging.getLogger("batchgen")
 
@@ -43,9 +43,9 @@ class Reporter:
         self._advance(spent_micro, remaining)
         log.debug("done %s", job_id)
 
-    def job_failed(self, job_id: str, error: str) -> None:
+    def job_failed(self, job_id: str, error: str, spent_micro: int) -> None:
         self.failed += 1
-        self._advance(self.spent_micro, self.remaining_credits)
+        self._advance(spent_micro, self.remaining_credits)
         log.warning("failed %s: %s", job_id, error)
 
     def _advance(self, spent_micro: int, remaining: float | None) -> None:

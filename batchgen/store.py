@@ -1,12 +1,11 @@
-"""Image files: safe names from job ids, and atomic writes.
+"""Image files: safe, unique names from job ids, and atomic writes.
 
 An image is written to a hidden temporary file and renamed into place, so a
-file named like an image is always a whole image: a killed process leaves at
-worst a `.tmp` file, which the next run deletes. Images are not fsync'd one
-by one (at full speed that cost more than everything else per image): after a
-power cut an image written just before it can be an empty file, which
-`existing()` does not count (it checks the images of a run that never
-finished), so the next run generates it again.
+file named like an image is always a whole image as far as a killed process is
+concerned; the next run deletes leftover `.tmp` files. Images are not fsync'd
+one by one (at full speed that cost more than everything else per image): after a
+power cut an image can be an empty or short file, which `state.job_state` does not
+count as done, because its size differs from the `bytes` of its line (SPEC §8 S1).
 """
 
 from __future__ import annotations
@@ -14,30 +13,55 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
 from pathlib import Path
 
 IMAGES_DIR = "images"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+EXTENSIONS = ("png", "jpg", "webp", "gif")
+MAX_STEM = 80
+# An id used as it is: lower case, no '..', starting with a letter or digit.
+_PLAIN = re.compile(r"(?!.*\.\.)[a-z0-9][a-z0-9_.-]{0,79}")
+# What a hashed stem ends with; a plain id never does, so the two kinds never meet.
+_HASHED = re.compile(r".*-[0-9a-f]{12}")
+_UNSAFE = re.compile(r"[^a-z0-9._-]+")
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
              *(f"lpt{i}" for i in range(10))}
-MAX_STEM = 80
+
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "jpg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+)
+
+
+def image_extension(data: bytes) -> str | None:
+    """The file extension for image bytes, judged by their magic bytes, or None."""
+    for magic, ext in _SIGNATURES:
+        if data.startswith(magic):
+            return ext
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
 
 
 def safe_stem(job_id: str) -> str:
-    """A file name stem for a job id: no separators, no '..', no reserved or hidden
-    names, bounded length. Ids that had to change get a hash of the original, so
-    two ids never share a file."""
-    stem = _UNSAFE.sub("_", job_id).strip("._")[:MAX_STEM] or "job"
-    if stem.split(".")[0].lower() in _RESERVED:
-        stem = "_" + stem
-    if stem != job_id:
-        stem = f"{stem}-{hashlib.sha256(job_id.encode()).hexdigest()[:8]}"
-    return stem
+    """The file name stem of a job id (SPEC §6, §8 S3). Every stem is lower case, so
+    distinct ids get distinct names also on case-insensitive file systems: an id that
+    is already a plain lower-case name is used as it is; any other is sanitised and
+    gets 12 hex digits of the id's hash, a suffix no plain id can end with."""
+    if (_PLAIN.fullmatch(job_id) and not _HASHED.fullmatch(job_id)
+            and job_id.split(".")[0] not in _RESERVED and not job_id.endswith(".")):
+        return job_id
+    base = _UNSAFE.sub("_", job_id.lower()).strip("._")[:MAX_STEM] or "job"
+    if base.split(".")[0] in _RESERVED:
+        base = "_" + base
+    digest = hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{base}-{digest}"
 
 
 class ImageStore:
-    """The `images/` folder of one output folder."""
+    """The `images/` folder of one output folder. Paths are relative to the output
+    folder ('images/x.png'), as the manifest records them."""
 
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
@@ -50,25 +74,50 @@ class ImageStore:
             if entry.name.endswith(".tmp"):
                 os.unlink(entry.path)
 
-    def existing(self, suspect: Iterable[str] = ()) -> set[str]:
-        """Relative paths ('images/x.png') of the images on disk, in one directory scan.
-        `suspect` files (written just before a crash) count only if they are not empty."""
-        if not self.path.is_dir():
-            return set()
-        suspect = set(suspect)
-        found = set()
-        for entry in os.scandir(self.path):
-            file = f"{IMAGES_DIR}/{entry.name}"
-            if entry.name.startswith(".") or (file in suspect and not entry.stat().st_size):
-                continue
-            found.add(file)
-        return found
+    def size(self, file: str) -> int | None:
+        """The size of a recorded image, or None when it is not there."""
+        try:
+            return os.stat(self.out_dir / file).st_size
+        except (OSError, ValueError):
+            return None
 
-    def write(self, stem: str, extension: str, data: bytes) -> str:
-        """Write atomically; return the path relative to the output folder."""
+    def find(self, job_id: str) -> str | None:
+        """The image a job's name points at, whatever its type, if there is one."""
+        stem = safe_stem(job_id)
+        for ext in EXTENSIONS:
+            file = f"{IMAGES_DIR}/{stem}.{ext}"
+            if self.size(file) is not None:
+                return file
+        return None
+
+    def read(self, file: str) -> bytes:
+        return (self.out_dir / file).read_bytes()
+
+    def write(self, job_id: str, extension: str, data: bytes) -> str:
+        """Write atomically, replacing an image of another type; return the path."""
+        stem = safe_stem(job_id)
         name = f"{stem}.{extension}"
         temp = self.path / f".{name}.{os.getpid()}.tmp"
         with open(temp, "wb") as fh:
             fh.write(data)
         os.replace(temp, self.path / name)
+        for other in EXTENSIONS:  # an edited job's earlier image of another type
+            if other != extension:
+                try:
+                    os.unlink(self.path / f"{stem}.{other}")
+                except FileNotFoundError:
+                    pass
         return f"{IMAGES_DIR}/{name}"
+
+
+def is_complete_image(data: bytes) -> bool:
+    """Magic bytes at the start and the format's end marker at the end: a file cut
+    short by a crash or a power cut is no image."""
+    ext = image_extension(data)
+    if ext == "png":
+        return data.endswith(b"IEND\xaeB`\x82")
+    if ext == "jpg":
+        return data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if ext == "webp":
+        return int.from_bytes(data[4:8], "little") + 8 <= len(data)
+    return ext == "gif" and data.endswith(b";")

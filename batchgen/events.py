@@ -1,0 +1,162 @@
+"""The manifest's events, each defined once: the writer serialises these classes and
+the replay reads lines back through them, so a field cannot be written under one
+name and read under another.
+
+Job lines (`submitted`, `succeeded`, `failed`, `pending`) all carry `fp`, the
+fingerprint of what was sent for the job (SPEC §8 S2), and the money lines carry
+`cost`: what the API billed for the job since its previous line, so the costs of
+a run's lines add up to what the run spent (M1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from .money import cost_micro, micro_to_usd
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True, kw_only=True)
+class Event:
+    """Base: `name` is the line's `event`; money fields are micro-dollars in memory
+    and dollars on disk."""
+
+    name: ClassVar[str] = ""
+    money: ClassVar[tuple[str, ...]] = ()
+    names: ClassVar[tuple[str, ...]] = ()
+    ts: str = ""  # when it happened (UTC); set when it is written
+
+    def to_line(self) -> dict[str, Any]:
+        self.ts = self.ts or utc_now()
+        line: dict[str, Any] = {"event": self.name, "ts": self.ts}
+        for name in type(self).names:
+            value = getattr(self, name)
+            line[name] = micro_to_usd(value) if name in self.money else value
+        return line
+
+    @classmethod
+    def from_line(cls, line: dict[str, Any]) -> Event:
+        """The event a line holds; fields a line lacks (older manifests) take their
+        defaults, unknown fields are ignored."""
+        get = line.get
+        values = {name: cost_micro(get(name)) if name in cls.money else get(name)
+                  for name in cls.names if name in line}
+        return cls(ts=get("ts") or "", **values)
+
+
+by_name: dict[str, type[Event]] = {}
+
+
+def _seal(cls: type[Event]) -> type[Event]:
+    """Register an event class under its name and list its fields once."""
+    cls.names = tuple(f.name for f in fields(cls) if f.name != "ts")
+    by_name[cls.name] = cls
+    return cls
+
+
+@_seal
+@dataclass(slots=True, kw_only=True)
+class RunStarted(Event):
+    name: ClassVar[str] = "run_started"
+    run_id: str = ""
+    job_file: str | None = None
+    job_file_sha256: str | None = None
+    jobs: int = 0
+    settings: dict[str, Any] | None = None
+    version: str = ""
+    simulated: bool = False
+
+
+@_seal
+@dataclass(slots=True, kw_only=True)
+class Submitted(Event):
+    """v2: written before the first poll, so a resumed run polls instead of re-posting."""
+
+    name: ClassVar[str] = "submitted"
+    job_id: str = ""
+    fp: str | None = None
+    request_id: str = ""
+    replaces: str | None = None  # the lost request this one was submitted instead of
+
+
+@_seal
+@dataclass(slots=True, kw_only=True)
+class Succeeded(Event):
+    name: ClassVar[str] = "succeeded"
+    money: ClassVar[tuple[str, ...]] = ("cost",)
+    job_id: str = ""
+    fp: str | None = None
+    prompt: str | None = None
+    aspect_ratio: str | None = None
+    metadata: dict[str, Any] | None = None
+    file: str = ""
+    bytes: int | None = None
+    sha256: str | None = None
+    cost: int = 0
+    attempts: int = 0
+    latency_s: float | None = None
+    request_id: str | None = None
+    remaining_credits: float | None = None
+    recovered: bool = False  # found on disk after a crash between the image and its line
+
+
+@_seal
+@dataclass(slots=True, kw_only=True)
+class Failed(Event):
+    """`request_id` is set only while the request can still be collected (it
+    completed but its image could not be fetched): the next run fetches it."""
+
+    name: ClassVar[str] = "failed"
+    money: ClassVar[tuple[str, ...]] = ("cost",)
+    job_id: str = ""
+    fp: str | None = None
+    prompt: str | None = None
+    aspect_ratio: str | None = None
+    metadata: dict[str, Any] | None = None
+    status: int | None = None
+    error: str = ""
+    retryable: bool = False
+    attempts: int = 0
+    cost: int = 0
+    request_id: str | None = None
+    request_status: str | None = None
+
+
+@_seal
+@dataclass(slots=True, kw_only=True)
+class Pending(Event):
+    """A job that started and was stopped; `reason` is a StopReason word or
+    `submitted` (a v2 request still running: the next run collects it)."""
+
+    name: ClassVar[str] = "pending"
+    money: ClassVar[tuple[str, ...]] = ("cost",)
+    job_id: str = ""
+    fp: str | None = None
+    reason: str = ""
+    attempts: int = 0
+    cost: int = 0
+    request_id: str | None = None
+    request_status: str | None = None
+
+
+@_seal
+@dataclass(slots=True, kw_only=True)
+class RunFinished(Event):
+    name: ClassVar[str] = "run_finished"
+    money: ClassVar[tuple[str, ...]] = ("spent_run", "spent_total")
+    run_id: str = ""
+    exit_code: int = 0
+    reason: str = ""
+    done: int = 0
+    failed: int = 0
+    pending: int = 0
+    spent_run: int = 0
+    spent_total: int = 0
+
+
+JOB_EVENTS = (Submitted, Succeeded, Failed, Pending)

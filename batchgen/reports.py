@@ -1,0 +1,85 @@
+"""The reports a run leaves behind, replayed from the manifest: results.csv (one
+row per job, file order) and index.html (a self-contained gallery). Both are a
+pure function of the manifest, the job file and the images on disk, so
+`batchgen report DIR` rebuilds exactly what the end of a run wrote.
+
+A job's state here is `state.job_state`: the state the next run would act on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from .jobs import Job
+from .manifest import Replay
+from .state import DONE, FAILED, PENDING, job_state
+from .store import ImageStore
+
+RESULTS_NAME = "results.csv"
+INDEX_NAME = "index.html"
+
+
+def job_rows(jobs: Iterable[Job], history: Replay, store: ImageStore) -> Iterator[dict[str, Any]]:
+    """One dict per job in file order: id, prompt, aspect_ratio, state, file,
+    cost_micro, attempts, error, metadata, reason and retryable. A generator: the
+    reports walk it several times rather than hold a million dicts."""
+    for job in jobs:
+        record = history.jobs.get(job.id)
+        state = job_state(job.id, job.fp, record, store)
+        error = ""
+        if state.state == FAILED:
+            error = record.error if record else ""
+        elif state.state == PENDING and state.reason != "never_tried":
+            error = state.words()
+        yield {
+            "id": job.id, "prompt": job.prompt, "aspect_ratio": job.aspect_ratio,
+            "state": state.state,
+            "file": record.file if state.state == DONE and record else "",
+            "cost_micro": record.cost_micro if record else 0,
+            "attempts": record.attempts if record else 0,
+            "error": error, "metadata": job.metadata, "reason": state.reason,
+            "retryable": state.retryable,
+        }
+
+
+def cell(value: Any) -> str:
+    """A metadata value as text: YAML and JSONL may carry numbers, lists or null."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_atomically(path: Path, write: Callable[[TextIO], None]) -> None:
+    """Readers (a browser, a script) never see half a report, and a failed write
+    leaves no temporary file behind."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "w", encoding="utf-8", newline="") as fh:
+            write(fh)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def write_reports(out_dir: Path, jobs: Iterable[Job], history: Replay) -> None:
+    """Write results.csv and index.html, each streamed a chunk of rows at a time."""
+    from .gallery import write_gallery
+    from .results import metadata_columns, write_results
+
+    store = ImageStore(out_dir)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        return job_rows(jobs, history, store)
+
+    meta = metadata_columns(jobs)
+    write_atomically(out_dir / RESULTS_NAME, lambda fh: write_results(fh, rows(), meta))
+    write_atomically(out_dir / INDEX_NAME, lambda fh: write_gallery(fh, rows, history))

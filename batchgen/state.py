@@ -1,0 +1,92 @@
+"""The one place that says what a job's state is: done, failed or pending (and, for
+pending, why and whether a v2 request can be collected instead of submitting
+again). Planning, resume, recovery, `status`, `validate` and both reports ask here,
+so no two of them can disagree (SPEC §8 S1, S2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .errors import StopReason
+from .manifest import JobRecord
+from .store import ImageStore, is_complete_image
+
+DONE, FAILED, PENDING = "done", "failed", "pending"
+STATES = (DONE, FAILED, PENDING)
+
+#: Why a job is pending, as the words a user reads.
+PENDING_REASONS = {
+    "never_tried": "not run yet",
+    "edited": "the row changed since it ran: the next run generates it again",
+    "image_missing": "its image is missing or incomplete: the next run generates it again",
+    "submitted": "submitted (v2): the next run collects the result",
+    "found": "its image was found on disk after a crash: the next run keeps it",
+    **{reason.word: reason.advice for reason in StopReason},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    state: str  # done | failed | pending
+    reason: str = ""  # pending: a PENDING_REASONS key; failed: retryable | permanent
+    request_id: str | None = None  # v2: collect this request instead of submitting again
+    request_billed: bool = False  # its completion was already counted
+    found: str | None = None  # an image on disk that a crash left without its line
+
+    @property
+    def retryable(self) -> bool:
+        return self.reason == "retryable"
+
+    def words(self) -> str:
+        """Why the job is pending, for people ('' for other states)."""
+        return PENDING_REASONS.get(self.reason, self.reason) if self.state == PENDING else ""
+
+
+_DONE = JobState(DONE)
+_NEVER_TRIED = JobState(PENDING, "never_tried")
+_EDITED = JobState(PENDING, "edited")
+_MISSING = JobState(PENDING, "image_missing")
+
+
+def job_state(job_id: str, fp: str, record: JobRecord | None, store: ImageStore) -> JobState:
+    """The state of the job `job_id` whose current content has fingerprint `fp`.
+
+    Done means a complete image of the current content is on disk: the latest line
+    is a success for this fingerprint and the file has the size that line recorded.
+    A line about other content (an edited row) counts for nothing: no image, no v2
+    request, no pending reason is inherited. An image with no success line is
+    `found` only if a line for the current content shows the job was being
+    generated, it is a complete image, and it is not the image of an earlier success.
+    """
+    if record is None:
+        return _NEVER_TRIED
+    if record.fp is not None and record.fp != fp:
+        return _EDITED
+    if record.kind == "succeeded":
+        size = store.size(record.file) if record.file else None
+        complete = size == record.bytes if record.bytes is not None else bool(size)
+        return _DONE if complete else _MISSING
+    found = _found(job_id, record, store)
+    if found:
+        return JobState(PENDING, "found", found=found)
+    billed = record.request_status == "COMPLETED"
+    if record.kind == "failed":
+        kind = "retryable" if record.retryable else "permanent"
+        return JobState(FAILED, kind, record.request_id, billed)
+    reason = "submitted" if record.kind == "submitted" else record.reason or "interrupted"
+    return JobState(PENDING, reason, record.request_id, billed)
+
+
+def _found(job_id: str, record: JobRecord, store: ImageStore) -> str | None:
+    file = store.find(job_id)
+    if file is None:
+        return None
+    try:
+        data = store.read(file)
+    except OSError:
+        return None
+    if not is_complete_image(data) or hashlib.sha256(data).hexdigest() == record.sha256:
+        return None
+    return file
