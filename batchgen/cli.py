@@ -173,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"kinds for --fault-rate, from {','.join(FAULTS)}")
     sim.add_argument("--fault-script", default="",
                      help="faults for the first requests in order, e.g. 503,503,200,timeout")
+    sim.add_argument("--retry-after", type=float, default=1.0, metavar="S",
+                     help="Retry-After seconds of a 429 fault (default 1; 86400: stubborn)")
+    sim.add_argument("--status-faults", default="", metavar="LIST",
+                     help="answers to the next v2 status polls in order: HTTP statuses, "
+                          "state words (CANCELLED), timeout, redirect, garbage, truncate, 200")
+    sim.add_argument("--status-fault", metavar="ANSWER",
+                     help="the answer to every status poll and result fetch once "
+                          "--status-faults is used up, e.g. 503 or WEIRD")
+    sim.add_argument("--file-faults", default="", metavar="LIST",
+                     help="answers to the next /files/ downloads in order, e.g. 503,truncate")
+    sim.add_argument("--file-fault", metavar="ANSWER",
+                     help="the answer to every /files/ download once --file-faults is used up")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--reject-marker", default="[reject]", help="prompts with it get 400")
     sim.add_argument("--fail-marker", default="[fail]", help="v2 prompts with it end FAILED")
@@ -308,14 +320,21 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _words(text: str) -> list[str]:
+    """A comma-separated list on the command line, e.g. "503,503,CANCELLED"."""
+    return [word for word in text.split(",") if word]
+
+
 def _simulator(args: argparse.Namespace) -> int:
     try:
         config = SimulatorConfig(
             latency=args.latency, jitter=args.jitter, credits=args.credits, rpm=args.rpm,
             rate_window=args.rate_window, response_format=args.response_format,
-            fault_rate=args.fault_rate,
-            fault_kinds=tuple(f for f in args.faults.split(",") if f),
-            fault_script=[f for f in args.fault_script.split(",") if f], seed=args.seed,
+            fault_rate=args.fault_rate, fault_kinds=tuple(_words(args.faults)),
+            fault_script=_words(args.fault_script), retry_after=args.retry_after,
+            status_faults=_words(args.status_faults), status_fault=args.status_fault or None,
+            file_faults=_words(args.file_faults), file_fault=args.file_fault or None,
+            seed=args.seed,
             reject_marker=args.reject_marker or None, fail_marker=args.fail_marker or None,
             key=args.key, hang=args.hang, image_size=args.image_size, price=args.price,
             queue_delay=args.queue_delay, result_ttl=args.result_ttl,

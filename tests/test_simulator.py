@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import struct
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
 from fractions import Fraction
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
 
 from batchgen.config import ASPECT_RATIOS, MODEL
-from batchgen.simulator import SimulatorConfig
+from batchgen.simulator import SimulatorConfig, make_png
 
 from .conftest import spawn
 
@@ -438,6 +442,227 @@ def test_v2_polls_do_not_count_against_the_rate_limit(start_simulator):
     assert generate(sim, path=V2).status == 429
 
 
+# -- faults an adversarial review used --------------------------------------------------
+
+
+@dataclass
+class Fetched:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes | None  # None when reading it failed
+    error: aiohttp.ClientPayloadError | None = None
+
+
+async def fetch(url: str, body: dict | None = None, *, key: str | None = "any-key",
+                decompress: bool = True) -> Fetched:
+    """One aiohttp request (POST with a body, else GET) that never follows a redirect;
+    a body cut off mid-transfer is kept as the error reading it raised."""
+    headers = {"x-api-key": key} if key else {}
+    async with aiohttp.ClientSession(auto_decompress=decompress) as session:
+        method = "GET" if body is None else "POST"
+        async with session.request(method, url, json=body, headers=headers,
+                                   allow_redirects=False) as resp:
+            try:
+                return Fetched(resp.status, resp.headers, await resp.read())
+            except aiohttp.ClientPayloadError as exc:
+                return Fetched(resp.status, resp.headers, None, exc)
+
+
+def _completed(sim, count: int = 1) -> None:
+    """Wait until `count` v2 requests were processed and billed, without polling them."""
+    wait_for(lambda: sim.charged == count, f"{count} v2 request(s) to complete")
+
+
+async def test_a_truncated_200_promises_the_whole_png_sends_half_and_is_billed(start_simulator):
+    sim = start_simulator(fault_script=["truncate"], credits=1.0)
+    cut = await fetch(sim.base_url + V1, {"prompt": "a red fox", "aspect_ratio": "16:9"})
+    assert cut.status == 200 and isinstance(cut.error, aiohttp.ClientPayloadError)
+    assert cut.headers["Content-Type"] == "image/png"
+    assert int(cut.headers["Content-Length"]) == len(make_png("a red fox", "16:9"))
+    assert cut.headers["x-request-id"] and cut.headers["x-remaining-credits"]
+    assert sim.charged == 1 and sim.stats()["balance"] == pytest.approx(0.981)
+    record = sim.records[0]
+    assert (record.status, record.charged, record.fault) == (200, True, "truncate")
+    whole = await fetch(sim.base_url + V1, {"prompt": "a red fox"})  # the script moved on
+    assert whole.status == 200 and whole.body.startswith(PNG)
+
+
+async def test_a_truncated_v2_submit_hides_the_id_of_a_request_that_still_completes(
+        start_simulator):
+    sim = start_simulator(fault_script=["truncate"])
+    cut = await fetch(sim.base_url + V2, {"prompt": "a red fox"})
+    assert cut.status == 200 and cut.error is not None
+    assert cut.headers["Content-Type"].startswith("application/json")
+    _completed(sim)
+    request_id = sim.records[0].request_id  # the client never learnt it
+    assert sim.records[0].charged and sim.records[0].fault == "truncate"
+    assert call(sim, f"/v2/requests/{request_id}/status").json()["status"] == "COMPLETED"
+
+
+@pytest.mark.parametrize("path", [V1, V1_SDK, V2])
+async def test_a_redirect_points_to_another_host_and_is_not_billed(start_simulator, path):
+    sim = start_simulator(fault_script=["redirect"])
+    moved = await fetch(sim.base_url + path, {"prompt": "a red fox"})
+    assert moved.status == 302
+    assert moved.headers["Location"] == f"http://elsewhere.invalid{path}"
+    assert sim.charged == 0 and sim.records[0].status == 302
+    assert (await fetch(sim.base_url + path, {"prompt": "a red fox"})).status == 200
+
+
+async def test_a_gzip_bomb_is_a_billed_200_of_60_kb_that_inflates_to_60_mb(start_simulator):
+    sim = start_simulator(fault_script=["gzipbomb", "gzipbomb"])
+    bomb = await fetch(sim.base_url + V1, {"prompt": "a red fox"})
+    assert bomb.status == 200
+    assert bomb.headers["Content-Type"] == "image/png"
+    assert bomb.headers["Content-Encoding"] == "gzip"
+    assert int(bomb.headers["Content-Length"]) < 100_000
+    assert len(bomb.body) == 60 * 2**20 and bomb.body.startswith(PNG)
+    on_the_wire = await fetch(sim.base_url + V1, {"prompt": "a red fox"}, decompress=False)
+    assert len(on_the_wire.body) == int(on_the_wire.headers["Content-Length"]) < 100_000
+    assert sim.charged == 2
+
+
+async def test_a_lost_v2_request_is_billed_but_unknown_from_its_first_poll(start_simulator):
+    sim = start_simulator(fault_script=["lost"], credits=1.0)
+    submitted = await fetch(sim.base_url + V2, {"prompt": "a red fox"})
+    request_id = json.loads(submitted.body)["request_id"]
+    assert submitted.status == 200
+    _completed(sim)
+    for path in (f"/v2/requests/{request_id}/status", f"/v2/requests/{request_id}"):
+        gone = call(sim, path)
+        assert gone.status == 404
+        assert gone.json() == {"error": "Request not found or expired"}
+    assert sim.generation_records()[0].charged
+    assert sim.stats()["balance"] == pytest.approx(0.981)
+
+
+def test_a_429_fault_asks_for_the_configured_wait(start_simulator):
+    stubborn = start_simulator(fault_script=["429"], retry_after=86400)
+    assert generate(stubborn).headers["Retry-After"] == "86400"
+    brief = start_simulator(fault_script=["429"], retry_after=0.5)
+    assert generate(brief).headers["Retry-After"] == "0.5"
+    assert stubborn.charged == brief.charged == 0
+
+
+def test_status_polls_play_their_script_then_the_permanent_fault(start_simulator):
+    sim = start_simulator(status_faults=["503", "500", "404", "CANCELLED", "200"],
+                          status_fault="WEIRD")
+    request_id = generate(sim, path=V2).json()["request_id"]
+    _completed(sim)
+    polls = [call(sim, f"/v2/requests/{request_id}/status") for _ in range(7)]
+    assert [p.status for p in polls] == [503, 500, 404, 200, 200, 200, 200]
+    assert polls[0].json()["error"] and polls[1].json()["error"]
+    assert polls[2].json() == {"error": "Request not found or expired"}
+    assert [p.json()["status"] for p in polls[3:]] == [
+        "CANCELLED", "COMPLETED", "WEIRD", "WEIRD"]
+    assert polls[3].json() == {"request_id": request_id, "status": "CANCELLED"}
+    # The request is stuck for good: its result URL says so too.
+    result = call(sim, f"/v2/requests/{request_id}")
+    assert result.status == 200 and result.json() == {"request_id": request_id,
+                                                      "status": "WEIRD"}
+    assert sim.charged == 1
+    assert sim.stats()["faults"] == {"503": 1, "500": 1, "404": 1, "CANCELLED": 1, "WEIRD": 3}
+
+
+def test_a_status_script_leaves_the_result_url_alone(start_simulator):
+    sim = start_simulator(status_faults=["503"])
+    request_id = generate(sim, path=V2).json()["request_id"]
+    _completed(sim)
+    result = call(sim, f"/v2/requests/{request_id}")
+    assert result.status == 200 and result.json()["output"]
+    assert call(sim, f"/v2/requests/{request_id}/status").status == 503
+    assert call(sim, f"/v2/requests/{request_id}/status").json()["status"] == "COMPLETED"
+
+
+def test_a_status_endpoint_can_fail_forever(start_simulator):
+    sim = start_simulator(status_fault="503")
+    request_id = generate(sim, path=V2).json()["request_id"]
+    _completed(sim)
+    assert {call(sim, f"/v2/requests/{request_id}/status").status for _ in range(5)} == {503}
+    assert call(sim, f"/v2/requests/{request_id}").status == 503
+    assert call(sim, f"/v2/requests/{request_id}/status", key=None).status == 401
+    assert sim.charged == 1
+
+
+async def test_status_polls_can_be_cut_off_redirected_garbled_or_hung(start_simulator):
+    sim = start_simulator(status_faults=["truncate", "redirect", "garbage", "timeout"],
+                          hang=0.05)
+    request_id = generate(sim, path=V2).json()["request_id"]
+    _completed(sim)
+    path = f"/v2/requests/{request_id}/status"
+    cut, moved, garbled, hung, fine = [await fetch(sim.base_url + path) for _ in range(5)]
+    assert cut.status == 200 and cut.error is not None
+    assert cut.headers["Content-Type"].startswith("application/json")
+    assert moved.status == 302 and moved.headers["Location"] == f"http://elsewhere.invalid{path}"
+    assert garbled.status == 200 and garbled.headers["Content-Type"].startswith("text/html")
+    assert hung.status == 504
+    assert json.loads(fine.body)["status"] == "COMPLETED"
+
+
+async def test_downloads_play_their_script_then_the_permanent_fault(start_simulator):
+    sim = start_simulator(response_format="url", file_faults=["503", "truncate", "ok"],
+                          file_fault="404")
+    url = generate(sim).json()["output"]
+    unavailable, cut, fine, missing, still_missing = [
+        await fetch(url, key=None) for _ in range(5)]
+    assert unavailable.status == 503
+    assert cut.status == 200 and cut.error is not None
+    assert int(cut.headers["Content-Length"]) == len(fine.body)
+    assert fine.status == 200 and fine.body.startswith(PNG)
+    assert missing.status == still_missing.status == 404
+    assert sim.charged == 1
+
+
+def test_v2_results_are_downloaded_through_the_file_faults(start_simulator):
+    sim = start_simulator(file_faults=["502"])
+    request_id = generate(sim, path=V2).json()["request_id"]
+    _completed(sim)
+    output = call(sim, f"/v2/requests/{request_id}").json()["output"]
+    assert call(output, "", key=None).status == 502
+    assert call(output, "", key=None).body.startswith(PNG)
+
+
+def test_with_no_result_ttl_a_completed_request_is_gone_at_its_first_poll(start_simulator):
+    sim = start_simulator(result_ttl=0)
+    request_id = generate(sim, path=V2).json()["request_id"]
+    _completed(sim)
+    assert call(sim, f"/v2/requests/{request_id}/status").status == 404
+    assert sum(r.path.endswith("/status") for r in sim.records) == 1
+    assert sim.charged == 1
+
+
+async def test_every_new_fault_is_billed_only_when_the_api_would_bill_it(start_simulator):
+    v1 = start_simulator(fault_script=["truncate", "redirect", "gzipbomb", "lost", "200"])
+    for i in range(5):
+        await fetch(v1.base_url + V1, {"prompt": f"p{i}"})
+    stats = call(v1, "/_sim/stats").json()
+    assert stats["charged"] == 4  # every 200: cut off, bomb, "lost" (v1 has no id to lose), ok
+    assert stats["generation_by_status"] == {"200": 4, "302": 1}
+    assert stats["faults"] == {"truncate": 1, "redirect": 1, "gzipbomb": 1, "lost": 1}
+
+    v2 = start_simulator(fault_script=["truncate", "redirect", "gzipbomb", "lost"])
+    for i in range(4):
+        await fetch(v2.base_url + V2, {"prompt": f"p{i}"})
+    _completed(v2, 2)  # the cut-off submit and the lost one; a bomb is never queued
+    assert [r.charged for r in v2.generation_records()] == [True, False, False, True]
+    assert call(v2, "/_sim/stats").json()["charged"] == 2
+
+
+def test_status_and_file_faults_are_checked_up_front():
+    SimulatorConfig(status_faults=["503", "302", "CANCELLED", "WEIRD", "timeout", "200"],
+                    status_fault="PROCESSING", file_faults=["truncate", "ok"], file_fault="503",
+                    fault_script=["truncate", "redirect", "gzipbomb", "lost"])
+    for bad in ("cancelled", "5O3", "999", "200OK", ""):
+        with pytest.raises(ValueError, match="status fault"):
+            SimulatorConfig(status_faults=[bad])
+    with pytest.raises(ValueError, match="status fault 'weird'"):
+        SimulatorConfig(status_fault="weird")
+    with pytest.raises(ValueError, match="file fault 'CANCELLED'"):
+        SimulatorConfig(file_fault="CANCELLED")
+    with pytest.raises(ValueError, match="retry_after"):
+        SimulatorConfig(retry_after=-1)
+
+
 # -- records ------------------------------------------------------------------------
 
 
@@ -526,28 +751,65 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_batchgen_simulator_serves_from_a_shell():
+@contextlib.contextmanager
+def shell_simulator(*options: str, key: str = "any-key"):
+    """`batchgen simulator` in its own process on a free port, once it answers; what it
+    printed is in `.out` after the block."""
     port = _free_port()
-    proc = spawn("simulator", "--port", port, "--credits", "1", "--key", "shell-key")
-    base = f"http://127.0.0.1:{port}"
+    proc = spawn("simulator", "--port", port, *options)
+    shell = SimpleNamespace(base=f"http://127.0.0.1:{port}", out="")
     try:
         def up():
             assert proc.poll() is None, proc.stderr.read()
             try:
-                return call(base, "/v1/get-user-credits", key="shell-key")
+                return call(shell.base, "/v1/get-user-credits", key=key)
             except urllib.error.URLError:
                 return None
 
-        assert wait_for(up, "the simulator to start").json()["credits"] == 1.0
+        wait_for(up, "the simulator to start")
+        yield shell
+    finally:
+        proc.kill()
+        shell.out, _ = proc.communicate(timeout=10)
+
+
+def test_batchgen_simulator_serves_from_a_shell():
+    with shell_simulator("--credits", "1", "--key", "shell-key", key="shell-key") as shell:
+        base = shell.base
+        assert call(base, "/v1/get-user-credits", key="shell-key").json()["credits"] == 1.0
         answer = generate(base, key="shell-key", path=V1_SDK)
         assert answer.status == 200 and answer.body.startswith(PNG)
         assert generate(base, key="other").status == 401
-    finally:
-        proc.kill()
-        out, _ = proc.communicate(timeout=10)
-    assert f"serving the Segmind API at {base}" in out
+    assert f"serving the Segmind API at {base}" in shell.out
+
+
+def test_the_shell_simulator_takes_the_new_faults_as_options():
+    options = ("--fault-script", "429", "--retry-after", "86400", "--format", "url",
+               "--status-faults", "503", "--status-fault", "CANCELLED",
+               "--file-faults", "502", "--file-fault", "404")
+    with shell_simulator(*options) as shell:
+        assert generate(shell.base).headers["Retry-After"] == "86400"
+        url = generate(shell.base).json()["output"]
+        assert [call(url, "", key=None).status for _ in range(2)] == [502, 404]
+        request_id = generate(shell.base, path=V2).json()["request_id"]
+        polls = [call(shell.base, f"/v2/requests/{request_id}/status") for _ in range(2)]
+        assert [p.status for p in polls] == [503, 200]
+        assert polls[1].json()["status"] == "CANCELLED"
 
 
 def test_simulator_command_refuses_an_unknown_fault(cli):
     result = cli("simulator", "--fault-script", "503,999")
     assert result.code == 2 and "unknown fault '999'" in result.err
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--status-faults", "503,cancelled", "unknown status fault 'cancelled'"),
+    ("--status-fault", "5O3", "unknown status fault '5O3'"),
+    ("--file-faults", "WEIRD", "unknown file fault 'WEIRD'"),
+    ("--file-fault", "lost", "unknown file fault 'lost'"),
+    ("--retry-after", "-1", "retry_after"),
+])
+def test_simulator_command_refuses_an_unknown_poll_or_download_fault(cli, option, value,
+                                                                     message):
+    result = cli("simulator", option, value)
+    assert result.code == 2 and message in result.err
