@@ -1,7 +1,7 @@
 """batchgen: a spreadsheet or YAML file of prompts → a folder of generated images.
 
     from batchgen import RunConfig, load_jobs, run_batch
-    jobs = load_jobs("jobs/example.csv")
+    jobs = load_jobs("jobs/example.csv")  # a JobFile: its jobs, and .path, .sha256, ...
     summary = run_batch(jobs, RunConfig(out_dir=Path("output/example"), api_key=key))
 """
 
@@ -14,8 +14,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from . import errors  # noqa: E402
 from .config import RunConfig  # noqa: E402
-from .jobs import Job, load_jobs  # noqa: E402
+from .jobs import Job, JobFile, load_jobs  # noqa: E402
 from .runner import RunSummary, arun_batch, run_batch  # noqa: E402
 
-__all__ = ["Job", "RunConfig", "RunSummary", "__version__", "arun_batch", "errors",
+__all__ = ["Job", "JobFile", "RunConfig", "RunSummary", "__version__", "arun_batch", "errors",
            "load_jobs", "run_batch"]

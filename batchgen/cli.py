@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ from .config import (
     usd_to_micro,
 )
 from .errors import JobFileError, LockedError, OutputError, UsageError
-from .jobs import Job, load_jobs
+from .jobs import Job, JobFile, load_jobs
 from .manifest import MANIFEST_NAME, replay
 from .progress import Reporter, TqdmHandler
 from .runner import RunSummary, arun_batch, make_plan
@@ -215,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         return 6
 
 
-def _load(args: argparse.Namespace) -> list[Job]:
+def _load(args: argparse.Namespace) -> JobFile:
     return load_jobs(args.job_file, default_ratio=args.aspect_ratio, sheet=args.sheet)
 
 
@@ -270,7 +269,7 @@ def _run(args: argparse.Namespace) -> int:
         max_outage=args.max_outage, grace_period=args.grace, poll_interval=args.poll_interval,
         status_interval=args.status_interval, job_file=args.job_file,
         default_ratio=args.aspect_ratio, sheet=args.sheet,
-        job_file_sha256=hashlib.sha256(args.job_file.read_bytes()).hexdigest(),
+        job_file_sha256=jobs.sha256,
     )
     reporter = Reporter(bar=bar, status_interval=args.status_interval)
     summary = asyncio.run(_run_async(args, jobs, config, reporter))

@@ -29,8 +29,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from .config import MICRO, PRICE_MICRO, format_usd, micro_to_usd, usd_to_micro
-from .jobs import Job
+from .config import MICRO, MODEL, PRICE_MICRO, format_usd, micro_to_usd, usd_to_micro
+from .jobs import Job, fingerprint
 from .lock import LOCK_NAME
 from .manifest import MANIFEST_NAME, Replay, read_lines, replay
 from .store import ImageStore
@@ -437,9 +437,13 @@ def _manifest_jobs(path: Path, state: Replay) -> list[Job]:
         for key in ("prompt", "aspect_ratio", "metadata"):
             if line.get(key) is not None:
                 entry[key] = line[key]
-    return [Job(job_id, entry.get("prompt", ""), entry.get("aspect_ratio", ""),
-                entry.get("metadata") or {}) for job_id, entry in known.items()
-            if job_id in state.jobs]
+    jobs = []
+    for job_id, entry in known.items():
+        if job_id in state.jobs:
+            prompt, ratio = entry.get("prompt", ""), entry.get("aspect_ratio", "")
+            jobs.append(Job(job_id, prompt, ratio, entry.get("metadata") or {},
+                            fp=fingerprint(MODEL, prompt, ratio)))
+    return jobs
 
 
 def _load_state(out_dir: Path) -> Replay:
