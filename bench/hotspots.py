@@ -53,7 +53,7 @@ AREAS = (  # (label, substrings of "file:function"), first match wins
     ("logging", ("logging/",)),
     ("json", ("json/",)),
     ("reports (results.csv, index.html)", ("report.py",)),
-    ("job file (pandas)", ("jobs.py", "pandas")),
+    ("job file (pandas)", ("jobs.py", "readers.py", "pandas")),
     ("batchgen client", ("batchgen/client.py",)),
     ("aiohttp", ("aiohttp",)),
     ("rate limiter", ("ratelimit.py", "aiolimiter")),

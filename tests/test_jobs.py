@@ -4,6 +4,7 @@ the user meant, or is refused with a message naming the file, the place and the 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import random
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import openpyxl
 import pytest
 import yaml
 
-from batchgen.config import ASPECT_RATIOS, MAX_PROMPT_CHARS
+from batchgen import readers
+from batchgen.config import ASPECT_RATIOS, MAX_PROMPT_CHARS, MODEL
 from batchgen.errors import JobFileError
-from batchgen.jobs import Job, canonical_ratio, content_id, load_jobs
+from batchgen.jobs import Job, JobFile, canonical_ratio, content_id, fingerprint, load_jobs
 from batchgen.store import IMAGES_DIR, safe_stem
 
 from .conftest import DATA, ROOT
@@ -56,7 +58,7 @@ def test_a_multi_line_prompt_has_the_same_id_whether_saved_on_windows_or_a_mac(t
     windows.write_bytes(b'prompt\r\n"line one\r\nline two"\r\n')
     mac = tmp_path / "mac.csv"
     mac.write_bytes(b'prompt\n"line one\nline two"\n')
-    assert load_jobs(windows) == load_jobs(mac)
+    assert load_jobs(windows).jobs == load_jobs(mac).jobs
     assert load_jobs(mac)[0].prompt == "line one\nline two"
 
 
@@ -458,6 +460,134 @@ def test_a_user_id_that_equals_another_rows_content_id_is_refused(tmp_path):
     path.write_text(f"id,prompt\n{taken},a dog\n,a fox\n", encoding="utf-8")
     assert problems_of(path) == [f"{path} row 3, id: {taken!r} is used twice: row 2 (its id "
                                  "column) and row 3 (its content id)"]
+
+
+# -- what is sent: each job's fingerprint (SPEC §8 S2) ------------------------------------
+
+
+def test_a_jobs_fingerprint_is_the_digest_of_its_content_id_and_follows_prompt_and_ratio(
+        tmp_path):
+    path = tmp_path / "jobs.csv"
+    path.write_text("id,prompt,aspect_ratio,note\n"
+                    "hero,a fox,16:9,first\n,a fox,16:9,second\n,a fox,16:9,third\n"
+                    ",a fox,9:16,\n,a dog,16:9,\n", encoding="utf-8")
+    hero, first, copy, taller, dog = load_jobs(path)
+    assert first.fp == first.id == content_id("a fox", "16:9", 1)
+    assert copy.id == f"{first.fp}-2" and copy.fp == first.fp
+    assert hero.fp == first.fp == fingerprint(MODEL, "a fox", "16:9")  # a user id changes no fp
+    assert len({first.fp, taller.fp, dog.fp}) == 3  # the ratio or the prompt: a new fp
+    assert len(first.fp) == 16 and int(first.fp, 16) >= 0
+    assert fingerprint("another-model", "a fox", "16:9") != first.fp
+
+
+def test_metadata_edits_do_not_change_a_jobs_fingerprint(tmp_path):
+    one = tmp_path / "one.jsonl"
+    one.write_text('{"id": "a", "prompt": "a fox", "tags": ["x"]}\n', encoding="utf-8")
+    two = tmp_path / "two.jsonl"
+    two.write_text('{"id": "a", "prompt": " a fox ", "tags": ["y"], "more": 1}\n',
+                   encoding="utf-8")
+    assert load_jobs(one)[0].fp == load_jobs(two)[0].fp
+
+
+# -- the JobFile: the jobs and the facts a run records ------------------------------------
+
+
+def test_a_csv_job_file_knows_its_absolute_path_its_hash_and_its_default_ratio(
+        tmp_path, monkeypatch):
+    path = tmp_path / "jobs.csv"
+    path.write_bytes(b"prompt,ratio\r\na fox,\r\na dog,9:16\r\n")
+    monkeypatch.chdir(tmp_path)
+    jobfile = load_jobs("jobs.csv", default_ratio="16 x 9", sheet="ignored for a CSV")
+    assert isinstance(jobfile, JobFile)
+    assert jobfile.path == path.resolve() and jobfile.path.is_absolute()
+    assert jobfile.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (jobfile.default_ratio, jobfile.sheet) == ("16:9", None)
+    assert [j.aspect_ratio for j in jobfile] == ["16:9", "9:16"]
+
+
+def test_a_job_file_is_used_like_the_list_of_its_jobs(tmp_path):
+    path = tmp_path / "jobs.txt"
+    path.write_text("one\ntwo\nthree\n", encoding="utf-8")
+    jobfile = load_jobs(path)
+    assert len(jobfile) == 3 and list(jobfile) == jobfile.jobs
+    assert jobfile[0].prompt == "one" and jobfile[-1].prompt == "three"
+    assert [j.prompt for j in jobfile[1:]] == ["two", "three"]
+    assert jobfile[1] in jobfile and jobfile.index(jobfile[2]) == 2
+
+
+def test_an_xlsx_job_file_knows_which_sheet_was_read_and_rereads_the_same(tmp_path):
+    path = make_workbook(tmp_path / "jobs.xlsx")
+    first = load_jobs(path)
+    assert first.sheet == "Jobs"  # no --sheet: the first one, by name
+    assert first.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert first.path == path.resolve() and first.default_ratio == "1:1"
+    second = load_jobs(path, sheet="Second", default_ratio="21:9")
+    assert (second.sheet, second.default_ratio, len(second)) == ("Second", "21:9", 1)
+    again = load_jobs(second.path, default_ratio=second.default_ratio, sheet=second.sheet)
+    assert again == second
+
+
+def test_yaml_defaults_are_the_job_files_default_ratio(tmp_path):
+    path = tmp_path / "jobs.yaml"
+    path.write_text("defaults: {aspect_ratio: 5x4}\njobs: [a fox]\n", encoding="utf-8")
+    jobfile = load_jobs(path, default_ratio="9:16")
+    assert jobfile.default_ratio == "5:4" == jobfile[0].aspect_ratio
+
+
+# -- text that cannot be encoded (SPEC §8 S5) ----------------------------------------------
+
+
+def test_lone_surrogates_anywhere_in_a_jsonl_row_are_listed_with_every_other_problem(
+        tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join([
+        '{"prompt": "fine, with a real pair \\ud83e\\udd8a"}',
+        '{"prompt": "a fox \\ud800"}',
+        '{"prompt": "a dog", "id": "dog-\\udfff"}',
+        '{"prompt": "a cat", "n\\udc80te": "x"}',
+        '{"prompt": "a cow", "tags": ["ok", {"k\\udc00": "v"}]}',
+        '{"prompt": "an owl", "aspect_ratio": "4:3"}',
+    ]) + "\n", encoding="utf-8")
+    assert problems_of(path) == [
+        f"{path} line 2, prompt: contains text that is not valid Unicode "
+        "(a lone surrogate \\ud800)",
+        f"{path} line 3, id: contains text that is not valid Unicode (a lone surrogate \\udfff)",
+        f"{path} line 4, n\\udc80te: the column name contains text that is not valid Unicode "
+        "(a lone surrogate \\udc80)",
+        f"{path} line 5, tags: contains text that is not valid Unicode "
+        "(a lone surrogate \\udc00)",
+        f"{path} line 6, aspect_ratio: '4:3' is not one of {ALLOWED}",
+    ]
+    assert all(p.encode("utf-8") for p in problems_of(path))
+
+
+@pytest.mark.parametrize("loader", ["libyaml", "pure Python"])
+def test_a_lone_surrogate_escape_in_yaml_is_refused_with_or_without_libyaml(
+        tmp_path, monkeypatch, loader):
+    if loader == "pure Python":
+        monkeypatch.setattr(readers, "_YAML_LOADER", yaml.BaseLoader)
+    elif readers._YAML_LOADER is yaml.BaseLoader:
+        pytest.skip("PyYAML was built without libyaml")
+    path = tmp_path / "jobs.yaml"
+    path.write_text('- a fox\n- {prompt: "a dog \\ud800"}\n'
+                    '- {prompt: a cow, tags: [x, {k: "\\udc00"}]}\n', encoding="utf-8")
+    problems = problems_of(path)
+    if loader == "libyaml":  # libyaml refuses the escape itself
+        assert problems == [f"{path} line 2: not valid YAML: found invalid Unicode "
+                            "character escape code"]
+    else:
+        assert problems == [
+            f"{path} item 2, prompt: contains text that is not valid Unicode "
+            "(a lone surrogate \\ud800)",
+            f"{path} item 3, tags: contains text that is not valid Unicode "
+            "(a lone surrogate \\udc00)"]
+
+
+def test_json_nested_too_deeply_for_python_is_a_problem_not_a_traceback(tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"prompt": "a", "m": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+                    encoding="utf-8")
+    assert problems_of(path) == [f"{path} line 1: not valid JSON: nested too deeply"]
 
 
 # -- safe file names from ids ------------------------------------------------------------

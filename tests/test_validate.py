@@ -94,6 +94,33 @@ def test_unquoted_yaml_ratios_reach_the_api_as_strings(tmp_path, sim, cli):
     assert ratios == ["16:9", "1:1", "21:9", "9:16"]
 
 
+# -- text that cannot be encoded: exit 2, never a traceback (SPEC §8 S5) ------------------
+
+SURROGATE_ROWS = {  # column named in the message → a JSONL line with a lone surrogate in it
+    "prompt": '{"prompt": "a fox \\ud800"}',
+    "id": '{"id": "fox-\\ud800", "prompt": "a fox"}',
+    "n\\ud800te": '{"prompt": "a fox", "n\\ud800te": "x"}',
+    "tags": '{"prompt": "a fox", "tags": ["ok", {"k": ["deep \\ud800"]}]}',
+}
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("column", sorted(SURROGATE_ROWS))
+def test_a_lone_surrogate_in_a_row_exits_2_naming_row_and_column_and_sends_nothing(
+        tmp_path, cli, command, column):
+    """Also without an id column, where the content id is a hash of the prompt."""
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"prompt": "a good first row"}\n' + SURROGATE_ROWS[column] + "\n",
+                    encoding="utf-8")
+    extra = ["--simulate", "--no-progress"] if command == "run" else []
+    result = cli(command, jobs, "--out", tmp_path / "out", *extra, key=None)
+    assert result.code == 2, result.err
+    assert f"{jobs} line 2, {column}: " in result.err
+    assert "contains text that is not valid Unicode (a lone surrogate \\ud800)" in result.err
+    assert "Traceback" not in result.err and "nothing was sent." in result.err
+    assert result.out == "" and not (tmp_path / "out").exists()
+
+
 # -- validate ------------------------------------------------------------------------------
 
 
