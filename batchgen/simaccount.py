@@ -8,7 +8,7 @@ import time
 from collections import deque
 from datetime import datetime, timezone
 
-from .config import MICRO
+from .money import MICRO
 from .simconfig import SimulatorConfig
 
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .config import MICRO, PRICE_MICRO
+from .money import MICRO, PRICE_MICRO
 
 FAULTS = ("500", "502", "503", "504", "429", "timeout", "garbage", "400", "406",
           "401", "403", "404", "truncate", "redirect", "gzipbomb", "lost")
