@@ -17,7 +17,7 @@ import time
 
 from .client import Client
 from .errors import ApiError, RateLimited, RetryableError
-from .ratelimit import AdaptiveRate, wait_event
+from .pacing import AdaptiveRate, wait_event
 
 TERMINAL = ("COMPLETED", "FAILED", "EXPIRED")
 

@@ -46,9 +46,9 @@ from .errors import (
 from .jobs import Job
 from .lock import FolderLock
 from .manifest import MANIFEST_NAME, ManifestWriter, Replay, replay
+from .pacing import AdaptiveRate, CircuitBreaker
 from .poller import Poller
 from .progress import Reporter
-from .ratelimit import AdaptiveRate, CircuitBreaker
 from .store import ImageStore, safe_stem
 
 log = logging.getLogger("batchgen")
