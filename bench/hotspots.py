@@ -56,7 +56,7 @@ AREAS = (  # (label, substrings of "file:function"), first match wins
     ("job file (pandas)", ("jobs.py", "readers.py", "pandas")),
     ("batchgen client", ("batchgen/client.py",)),
     ("aiohttp", ("aiohttp",)),
-    ("rate limiter", ("ratelimit.py", "aiolimiter")),
+    ("rate limiter", ("pacing.py",)),
     ("asyncio event loop", ("asyncio",)),
 )
 
