@@ -136,7 +136,8 @@ class Client:
                 body = await self._read_capped(resp)
                 return Answer(status, body, resp.headers, time.monotonic() - started)
         except TooBig:
-            problem = f"larger than {self._max_download} bytes"
+            raise InvalidImage(f"invalid image data: larger than {self._max_download} bytes",
+                               status) from None
         except ValueError as exc:  # an encoding we cannot undo, or a corrupt stream
             problem = str(exc) or "undecodable body"
         except (asyncio.TimeoutError, aiohttp.ClientError, zlib.error) as exc:

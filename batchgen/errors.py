@@ -11,7 +11,7 @@ The type of an API error tells the pool what to do::
         ├── RetryableError      retry this request later (5xx, connection, timeout)
         │   ├── RateLimited     429: wait .retry_after, costs no retry
         │   └── InvalidImage    a 200 that held no image: billed, then retried
-        ├── RequestLost         v2: the API no longer knows a submitted id: billed once, resubmitted once
+        ├── RequestLost         v2: a submitted id is unknown: billed once, resubmitted once
         ├── StillRunning        v2: not finished within --timeout: the next run collects it
         ├── JobRejected         400 or FAILED: this job will never work as it is
         ├── OutOfCredits        406: stop dispatching, the rest stays pending   exit 3

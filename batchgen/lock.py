@@ -6,6 +6,7 @@ so the second run can name it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -65,10 +66,8 @@ class FolderLock:
 
     def __exit__(self, *exc_info: object) -> None:
         if self._fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, 0)
-            except OSError:
-                pass
             os.close(self._fd)
             self._fd = None
 

@@ -12,6 +12,7 @@ thread and covers every line written since the previous one (group commit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -78,10 +79,8 @@ class ManifestWriter:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            try:
+            with contextlib.suppress(OSError):  # write() reports problems; the file is consistent
                 await asyncio.to_thread(os.fsync, fd)
-            except OSError:
-                pass  # write() reports the problem; what reached the file is consistent
             await asyncio.sleep(SYNC_INTERVAL)
 
     async def close(self) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from .client import Client
 from .errors import ApiError, JobRejected, RateLimited, RetryableError, StillRunning
-from .pacing import AdaptiveRate, sleep_unless
+from .pacing import AdaptiveRate, wait_event
 
 RUNNING = ("QUEUED", "PROCESSING")
 #: FAILED messages worth a new submission rather than a permanent failure
@@ -82,7 +82,7 @@ class Poller:
             due, _, watch = self._due[0]
             if due > self.clock():
                 self._wake.clear()
-                await sleep_unless(self._wake, due - self.clock())
+                await wait_event(self._wake, due - self.clock())
                 continue
             heapq.heappop(self._due)
             if not watch.future.done():  # a cancelled worker no longer waits

@@ -178,6 +178,9 @@ class Pool:
                         return
                 else:
                     self._charge(ticket)
+                    self.breaker.succeeded()
+                    if self.rate is not None:
+                        self.rate.succeeded()
                     self._save(ticket, image)
                     return
         except asyncio.CancelledError:  # a second signal: record, then let it through

@@ -31,8 +31,8 @@ from collections import Counter
 from aiohttp import web
 
 from .config import ASPECT_RATIOS, MODEL
-from .money import MICRO
 from .fakeimage import make_png
+from .money import MICRO
 from .simaccount import Account
 from .simconfig import FAULTS, FORMATS, RequestRecord, SimulatorConfig
 from .simfaults import (

@@ -10,6 +10,7 @@ count as done, because its size differs from the `bytes` of its line (SPEC §8 S
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -52,7 +53,7 @@ def safe_stem(job_id: str) -> str:
     if (_PLAIN.fullmatch(job_id) and not _HASHED.fullmatch(job_id)
             and job_id.split(".")[0] not in _RESERVED and not job_id.endswith(".")):
         return job_id
-    base = _UNSAFE.sub("_", job_id.lower()).strip("._")[:MAX_STEM] or "job"
+    base = _UNSAFE.sub("_", job_id.lower()).strip("._-")[:MAX_STEM] or "job"
     if base.split(".")[0] in _RESERVED:
         base = "_" + base
     digest = hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
@@ -103,10 +104,8 @@ class ImageStore:
         os.replace(temp, self.path / name)
         for other in EXTENSIONS:  # an edited job's earlier image of another type
             if other != extension:
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path / f"{stem}.{other}")
-                except FileNotFoundError:
-                    pass
         return f"{IMAGES_DIR}/{name}"
 
 

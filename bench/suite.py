@@ -329,6 +329,8 @@ class Bench:
 def _fill_manifest(out: Path, count: int) -> int:
     """Append `count - 1` succeeded lines cloned from the one the real run wrote (same
     keys, same order), each with its image hard-linked from the real one."""
+    from batchgen.config import MODEL
+    from batchgen.jobs import fingerprint
     from batchgen.store import safe_stem
 
     manifest = out / "manifest.jsonl"
@@ -342,7 +344,9 @@ def _fill_manifest(out: Path, count: int) -> int:
         for number in range(1, count):
             ident = job_id(number)
             file = f"images/{safe_stem(ident)}{image.suffix}"
-            line = dict(template, job_id=ident, prompt=prompt(number), file=file,
+            text = prompt(number)
+            line = dict(template, job_id=ident, prompt=text, file=file,
+                        fp=fingerprint(MODEL, text, template["aspect_ratio"]),
                         request_id=f"{number:032x}")
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
             if number % 60_000 == 0:  # ext4 allows 65,000 links to one inode

@@ -11,6 +11,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchgen import readers
 from batchgen.config import ASPECT_RATIOS, MAX_PROMPT_CHARS, MODEL
@@ -618,3 +620,22 @@ def test_safe_stems_are_the_id_itself_when_it_is_safe_and_distinct_otherwise():
     assert len(set(stems)) == len(HOSTILE_IDS)
     assert safe_stem("x" * 500) != safe_stem("x" * 501)
     assert safe_stem("../../etc/passwd") == safe_stem("../../etc/passwd")  # stable
+
+
+def test_two_ids_never_share_a_file_even_ignoring_case():
+    """SPEC §8 S3: `a b` and an id spelled like its sanitised stem, `Hero` and `hero`."""
+    stem = safe_stem("a b")
+    assert safe_stem(stem) != stem
+    assert safe_stem("Hero").lower() != safe_stem("hero").lower()
+    assert safe_stem("HERO") != safe_stem("Hero")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(min_size=0, max_size=30), min_size=1, max_size=20, unique=True))
+def test_distinct_ids_get_distinct_file_names_ignoring_case(ids):
+    # the hardest neighbours: each id's own stem and its case variants, as ids too
+    ids = list(dict.fromkeys([*ids, *(safe_stem(i) for i in ids), *(i.upper() for i in ids),
+                              *(i.lower() for i in ids)]))
+    stems = [safe_stem(i).lower() for i in ids]
+    assert len(set(stems)) == len(ids)
+    assert all(s == s.lower() and s.isascii() for s in (safe_stem(i) for i in ids))

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from batchgen.report import BASE_COLUMNS, PAGE_SIZE
+from batchgen.gallery import PAGE_SIZE
+from batchgen.results import BASE_COLUMNS
 from batchgen.simulator import make_png
 
 from .conftest import events, write_jobs

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from batchgen.client import image_extension, key_exposed
+from batchgen.client import key_exposed
 from batchgen.manifest import replay
+from batchgen.store import image_extension
 
 from .conftest import TEST_KEY, events, kill_9_when, spawn, wait_for, write_jobs
 
@@ -116,7 +117,7 @@ def test_kill_9_at_random_moments_never_loses_or_double_pays_more_than_in_flight
         kills += 1
         state = replay(out / "manifest.jsonl")  # always loadable, torn line or not
         for record in state.jobs.values():
-            if record.state == "done":
+            if record.kind == "succeeded":
                 assert image_extension((out / record.file).read_bytes()) == "png"
     (out / "images" / ".half-written.png.123.tmp").write_bytes(b"\x89PNG\r\n")  # crash leftover
     result = cli("run", jobs, "--out", out, "--base-url", sim.base_url, *FAST)
@@ -302,7 +303,7 @@ def test_disk_full_stops_the_run_and_leaves_a_consistent_manifest(
     assert "No space left on device" in result.err
     state = replay(out / "manifest.jsonl")
     for record in state.jobs.values():
-        if record.state == "done":
+        if record.kind == "succeeded":
             assert image_extension((out / record.file).read_bytes()) == "png"
     assert sim.charged < 200
 

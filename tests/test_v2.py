@@ -7,7 +7,7 @@ import signal
 import time
 from collections import Counter
 
-from batchgen.client import image_extension
+from batchgen.store import image_extension
 
 from .conftest import events, kill_9_when, manifest_lines, spawn, wait_for, write_jobs
 from .test_unattended import assert_each_job_done_once
