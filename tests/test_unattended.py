@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -278,18 +277,6 @@ def test_output_folder_that_cannot_be_created_is_a_clear_error(tmp_path, sim, cl
     result = cli("run", jobs, "--out", tmp_path / "a-file" / "out", "--base-url", sim.base_url)
     assert result.code == 2 and "cannot create the output folder" in result.err
     assert sim.records == []
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)],
-                          capture_output=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_disk_full_stops_the_run_and_leaves_a_consistent_manifest(
