@@ -314,14 +314,15 @@ class Simulator:
         early, fault = await self._gate(request, record)
         if early is not None:
             return early
-        if fault == "garbage":  # not queued, not billed
-            return garbage()
-        if fault == "gzipbomb":
-            return bomb()
         refused = await self._admit(request, record, fault)
         if refused is not None:
             return refused
+        # Every 200 is billed (SPEC §8 M1): a garbled answer still queued the request.
         request_id = self._queue.submit(record, lost=fault == "lost")
+        if fault == "garbage":
+            return garbage()
+        if fault == "gzipbomb":
+            return bomb()
         base = f"{request.url.origin()}/v2/requests/{request_id}"
         answer = json_response(
             {"request_id": request_id, "status": "QUEUED",

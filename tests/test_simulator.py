@@ -421,16 +421,16 @@ def test_v2_results_expire_with_404(start_simulator):
 
 
 def test_v2_checks_key_body_credits_and_faults_like_v1(start_simulator):
-    sim = start_simulator(key="k", credits=0.0, fault_script=["503", "garbage"])
+    sim = start_simulator(key="k", credits=0.019, fault_script=["503", "garbage"])
     assert generate(sim, path=V2, key=None).status == 401
     assert generate(sim, path=V2, key="k").status == 503
-    garbage = generate(sim, path=V2, key="k")
+    garbage = generate(sim, path=V2, key="k")  # a 200: queued and billed, its body garbled
     assert garbage.status == 200 and garbage.headers["Content-Type"].startswith("text/html")
     assert generate(sim, "fox", "4:3", path=V2, key="k").status == 400
     broke = generate(sim, path=V2, key="k")
     assert broke.status == 406 and broke.json() == {"error": "Not enough credits"}
     assert call(sim, "/v2/requests/x/status", key=None).status == 401
-    assert sim.charged == 0
+    _completed(sim)
 
 
 def test_v2_polls_do_not_count_against_the_rate_limit(start_simulator):
@@ -643,9 +643,9 @@ async def test_every_new_fault_is_billed_only_when_the_api_would_bill_it(start_s
     v2 = start_simulator(fault_script=["truncate", "redirect", "gzipbomb", "lost"])
     for i in range(4):
         await fetch(v2.base_url + V2, {"prompt": f"p{i}"})
-    _completed(v2, 2)  # the cut-off submit and the lost one; a bomb is never queued
-    assert [r.charged for r in v2.generation_records()] == [True, False, False, True]
-    assert call(v2, "/_sim/stats").json()["charged"] == 2
+    _completed(v2, 3)  # every 200: cut off, bomb (its body garbled) and lost
+    assert [r.charged for r in v2.generation_records()] == [True, False, True, True]
+    assert call(v2, "/_sim/stats").json()["charged"] == 3
 
 
 def test_status_and_file_faults_are_checked_up_front():

@@ -153,11 +153,11 @@ def test_circuit_breaker_waits_out_an_outage_without_spending_retries(
     assert_each_job_done_once(out, 5)
     records = sim.generation_records()
     assert [r.status for r in records[:7]] == [503] * 7
-    # While open: one probe at a time, at growing intervals. The breaker opens on the
-    # 5th failed answer; a quick retry may have gone out just before, so the last two
-    # probes (records 6 and 7, the first success) are the ones certain to be probes.
+    # While open: one probe at a time (its growing intervals are tested with a fake
+    # clock in test_pacing). The breaker opens on the 5th failed answer; a quick retry
+    # may have gone out just before, so the last two probes (records 6 and 7, the first
+    # success) are the ones certain to be probes.
     assert records[7].status == 200 and records[7].in_flight == records[6].in_flight == 1
-    assert records[7].t - records[6].t >= 1.9 and records[6].t - records[4].t >= 0.9
 
 
 def test_outage_longer_than_max_outage_ends_the_run_with_jobs_pending(
