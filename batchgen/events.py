@@ -72,76 +72,78 @@ class RunStarted(Event):
     simulated: bool = False
 
 
+@dataclass(slots=True, kw_only=True)
+class JobEvent(Event):
+    """A line about one job, and the fingerprint of what was sent for it (S2)."""
+
+    job_id: str = ""
+    fp: str | None = None
+
+
 @_seal
 @dataclass(slots=True, kw_only=True)
-class Submitted(Event):
+class Submitted(JobEvent):
     """v2: written before the first poll, so a resumed run polls instead of re-posting."""
 
     name: ClassVar[str] = "submitted"
-    job_id: str = ""
-    fp: str | None = None
     request_id: str = ""
     replaces: str | None = None  # the lost request this one was submitted instead of
 
 
+@dataclass(slots=True, kw_only=True)
+class Outcome(JobEvent):
+    """How a job's turn in a run ended: its attempts, what the API billed for it since
+    its previous line, and its v2 request."""
+
+    money: ClassVar[tuple[str, ...]] = ("cost",)
+    attempts: int = 0
+    cost: int = 0
+    request_id: str | None = None
+
+
 @_seal
 @dataclass(slots=True, kw_only=True)
-class Succeeded(Event):
+class Succeeded(Outcome):
     name: ClassVar[str] = "succeeded"
-    money: ClassVar[tuple[str, ...]] = ("cost",)
-    job_id: str = ""
-    fp: str | None = None
     prompt: str | None = None
     aspect_ratio: str | None = None
     metadata: dict[str, Any] | None = None
     file: str = ""
     bytes: int | None = None
     sha256: str | None = None
-    cost: int = 0
-    attempts: int = 0
     latency_s: float | None = None
-    request_id: str | None = None
     remaining_credits: float | None = None
     recovered: bool = False  # found on disk after a crash between the image and its line
 
 
+@dataclass(slots=True, kw_only=True)
+class Unfinished(Outcome):
+    """`request_id` is kept only while the request can still be collected, and
+    `request_status` is COMPLETED when it was billed and counted already."""
+
+    request_status: str | None = None
+
+
 @_seal
 @dataclass(slots=True, kw_only=True)
-class Failed(Event):
-    """`request_id` is set only while the request can still be collected (it
-    completed but its image could not be fetched): the next run fetches it."""
-
+class Failed(Unfinished):
     name: ClassVar[str] = "failed"
-    money: ClassVar[tuple[str, ...]] = ("cost",)
-    job_id: str = ""
-    fp: str | None = None
     prompt: str | None = None
     aspect_ratio: str | None = None
     metadata: dict[str, Any] | None = None
     status: int | None = None
     error: str = ""
     retryable: bool = False
-    attempts: int = 0
-    cost: int = 0
-    request_id: str | None = None
-    request_status: str | None = None
 
 
 @_seal
 @dataclass(slots=True, kw_only=True)
-class Pending(Event):
+class Pending(Unfinished):
     """A job that started and was stopped; `reason` is a StopReason word or
     `submitted` (a v2 request still running: the next run collects it)."""
 
     name: ClassVar[str] = "pending"
-    money: ClassVar[tuple[str, ...]] = ("cost",)
-    job_id: str = ""
-    fp: str | None = None
     reason: str = ""
-    attempts: int = 0
-    cost: int = 0
-    request_id: str | None = None
-    request_status: str | None = None
 
 
 @_seal
@@ -158,5 +160,3 @@ class RunFinished(Event):
     spent_run: int = 0
     spent_total: int = 0
 
-
-JOB_EVENTS = (Submitted, Succeeded, Failed, Pending)

@@ -25,7 +25,7 @@ from .errors import OutputError
 from .events import (
     Event,
     Failed,
-    Pending,
+    JobEvent,
     RunFinished,
     RunStarted,
     Submitted,
@@ -140,14 +140,14 @@ class Replay:
 
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
-        if isinstance(event, (Succeeded, Failed, Pending, Submitted)):
+        if isinstance(event, JobEvent):
             self._apply_job(event)
         elif isinstance(event, RunStarted):
             self.runs.append({"started": event, "finished": None, "spent_micro": 0})
         elif isinstance(event, RunFinished) and self.runs:
             self.runs[-1]["finished"] = event
 
-    def _apply_job(self, event: Succeeded | Failed | Pending | Submitted) -> None:
+    def _apply_job(self, event: JobEvent) -> None:
         record = self.jobs.get(event.job_id)
         if record is None:
             record = self.jobs[event.job_id] = JobRecord(event.name, event.fp)
