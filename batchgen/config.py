@@ -49,6 +49,9 @@ class RunConfig:
     limit: int | None = None
     shard: tuple[int, int] | None = None  # (index, count), 1-based
     status_interval: float = 30.0  # seconds between log lines when not on a terminal
+    simulated: bool = False  # against the built-in simulator: placeholder images (M5)
+    take_over: bool = False  # hand the folder to this job file, though another ran in it (M4)
+    discard_simulated: bool = False  # remove simulated results first, so a real run can start
 
     def __post_init__(self) -> None:
         if self.api not in ("v1", "v2"):

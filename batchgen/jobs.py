@@ -63,6 +63,10 @@ class JobFile(Sequence[Job]):
     default_ratio: str  # canonical: the ratio of rows without one (YAML defaults, else option)
     sheet: str | None  # .xlsx: the sheet read (the first one unless named); else None
     jobs: list[Job]
+    #: with skip_invalid: the rows left out, as (location, column, problem), and how many
+    #: more problems there were than are listed
+    invalid: list[tuple[str, str, str]] = field(default_factory=list)
+    invalid_unlisted: int = 0
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -103,9 +107,13 @@ def canonical_ratio(value: str) -> str | None:
 
 
 def load_jobs(
-    path: str | Path, *, default_ratio: str = DEFAULT_ASPECT_RATIO, sheet: str | None = None
+    path: str | Path, *, default_ratio: str = DEFAULT_ASPECT_RATIO, sheet: str | None = None,
+    skip_invalid: bool = False,
 ) -> JobFile:
-    """Read and validate a job file. Raises JobFileError naming every problem found."""
+    """Read and validate a job file. Raises JobFileError naming every problem found.
+    With `skip_invalid`, rows with problems are left out and listed in
+    `JobFile.invalid` instead; a problem with the file itself still raises, and so does
+    a file with no valid row."""
     path = Path(path)
     suffix = path.suffix.lower()
     problems = Problems(f"{path} (sheet {sheet!r})" if sheet and suffix == ".xlsx"
@@ -122,11 +130,17 @@ def load_jobs(
     header = _header(source, problems) if source.header is not None else None
     fallback = _ratio(source.default_ratio, fallback, problems, "defaults", "aspect_ratio")
 
-    jobs = _validate(source, header, fallback, problems)
-    problems.raise_if_any()
+    if problems.count:  # the file's own problems (defaults, header): nothing is skippable
+        problems.raise_if_any()
+    jobs = _validate(source, header, fallback, problems, skip_invalid)
+    if not skip_invalid or not jobs:
+        problems.raise_if_any()
     if not jobs:
         problems.fail(None, None, "has a header but no jobs" if header else "has no jobs")
-    return JobFile(path.resolve(), sha256, fallback, source.sheet, jobs)
+    invalid = [(*place, line) for place, line in zip(problems.places, problems.lines,
+                                                     strict=True)]
+    return JobFile(path.resolve(), sha256, fallback, source.sheet, jobs, invalid,
+                   problems.unshown)
 
 
 # -- validation ----------------------------------------------------------------------
@@ -159,7 +173,8 @@ def _columns(names: Iterable[str], problems: Problems, location: str | None) -> 
 
 
 def _validate(
-    source: Rows, header: dict[str, str] | None, fallback: str, problems: Problems
+    source: Rows, header: dict[str, str] | None, fallback: str, problems: Problems,
+    skip_invalid: bool = False,
 ) -> list[Job]:
     """Check every row and build Jobs with stable ids. Tables share one header;
     YAML and JSONL items each bring their own keys. Written for a million rows:
@@ -177,14 +192,16 @@ def _validate(
                 roles = roles_of.get(tuple(row)) or _row_roles(row, roles_of, problems,
                                                                location)
             assert roles is not None
+            known = problems.count
             prompt = _prompt(row.get(roles.prompt), problems, location, roles.prompt)
             raw_ratio = row.get(roles.ratio)
             ratio = ratios.get(raw_ratio) if isinstance(raw_ratio, str) else None
             if ratio is None:
                 ratio = _ratio(raw_ratio, fallback, problems, location, roles.ratio, ratios)
             user_id = _user_id(row.get(roles.id), problems, location, roles.id)
-            encodable = source.strict_utf8 or _encodable(row, roles, problems, location)
-            if prompt is None or user_id is None or not encodable:
+            if not source.strict_utf8:
+                _encodable(row, roles, problems, location)
+            if prompt is None or user_id is None:
                 continue
             if user_id:
                 if user_id in user_ids:
@@ -192,6 +209,8 @@ def _validate(
                                  f"{user_ids[user_id]} and {location}")
                     continue
                 user_ids[user_id] = location
+            if problems.count != known:
+                continue  # a row with a problem is never a job
             fp = fingerprint(MODEL, prompt, ratio)
             if user_id:
                 job_id = user_id
@@ -201,8 +220,8 @@ def _validate(
             metadata = {c: row[c] for c in roles.metadata if c in row} if roles.metadata \
                 else _NO_METADATA
             jobs.append(Job(job_id, prompt, ratio, metadata, location, fp=fp))
-    _check_id_clashes(jobs, user_ids, copies, problems)
-    return jobs
+    clashes = _check_id_clashes(jobs, user_ids, copies, problems)
+    return [job for job in jobs if job.source not in clashes] if skip_invalid else jobs
 
 
 class _Roles:
@@ -247,15 +266,18 @@ def _collector_paused() -> Iterator[None]:
 
 def _check_id_clashes(
     jobs: list[Job], user_ids: dict[str, str], copies: Counter[str], problems: Problems
-) -> None:
+) -> set[str]:
     """A user id that equals a content id (e.g. copied from an old results.csv) would
-    make two jobs share one image; name both rows."""
+    make two jobs share one image; name both rows. Returns the content-id rows."""
+    clashes: set[str] = set()
     if not user_ids or not copies:
-        return
+        return clashes
     for job in jobs:
         if job.id in user_ids and job.source != user_ids[job.id]:
             problems.add(job.source, "id", f"{job.id!r} is used twice: {user_ids[job.id]} "
                          f"(its id column) and {job.source} (its content id)")
+            clashes.add(job.source)
+    return clashes
 
 
 def _prompt(value: Any, problems: Problems, location: str, column: str) -> str | None:
@@ -310,24 +332,20 @@ def _user_id(value: Any, problems: Problems, location: str, column: str) -> str 
 # -- text that cannot be sent or recorded (SPEC §8 S5) -------------------------------
 
 
-def _encodable(row: dict[str, Any], roles: _Roles, problems: Problems, location: str) -> bool:
-    """False, with a problem per column, when the prompt, the id or any metadata (its
-    name included) holds text UTF-8 cannot encode. The ratio needs no check: such a
-    ratio is already 'not one of' the allowed ones."""
-    encodable = True
+def _encodable(row: dict[str, Any], roles: _Roles, problems: Problems, location: str) -> None:
+    """A problem per column whose prompt, id or metadata (its name included) holds
+    text UTF-8 cannot encode. The ratio needs no check: such a ratio is already 'not
+    one of' the allowed ones."""
     for column in roles.texts:
         if column in roles.bad_names:
             problems.add(location, column, _unencodable(roles.bad_names[column],
                                                         "the column name "))
-            encodable = False
             continue
         value = row.get(column)
         if value is None or (value.__class__ is str and value.isascii()):  # nearly always
             continue
         if (char := _lone_surrogate(value)) is not None:
             problems.add(location, column, _unencodable(char))
-            encodable = False
-    return encodable
 
 
 def _lone_surrogate(value: Any) -> str | None:

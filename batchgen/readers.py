@@ -58,7 +58,12 @@ class Problems:
     def __init__(self, name: str):
         self.name = name
         self.lines: list[str] = []
+        self.places: list[tuple[str, str]] = []  # (location, column) of each line
         self.unshown = 0  # problems past MAX_REPORTED_PROBLEMS: counted, not kept
+
+    @property
+    def count(self) -> int:
+        return len(self.lines) + self.unshown
 
     def add(self, location: str | None, column: str | None, message: str) -> None:
         if len(self.lines) >= MAX_REPORTED_PROBLEMS:
@@ -69,6 +74,7 @@ class Problems:
         if not line.isascii():
             line = line.encode("utf-8", "backslashreplace").decode("utf-8")
         self.lines.append(line)
+        self.places.append((location or "", column or ""))
 
     def fail(self, location: str | None, column: str | None, message: str) -> NoReturn:
         """Add a problem that makes reading further pointless, and raise them all."""

@@ -9,19 +9,21 @@ A job's state here is `state.job_state`: the state the next run would act on.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from .jobs import Job
+from .jobs import Job, JobFile
 from .manifest import Replay
 from .state import DONE, FAILED, PENDING, job_state
 from .store import ImageStore
 
 RESULTS_NAME = "results.csv"
 INDEX_NAME = "index.html"
+INVALID_NAME = "invalid.csv"
 
 
 def job_rows(jobs: Iterable[Job], history: Replay, store: ImageStore) -> Iterator[dict[str, Any]]:
@@ -83,3 +85,22 @@ def write_reports(out_dir: Path, jobs: Iterable[Job], history: Replay) -> None:
     meta = metadata_columns(jobs)
     write_atomically(out_dir / RESULTS_NAME, lambda fh: write_results(fh, rows(), meta))
     write_atomically(out_dir / INDEX_NAME, lambda fh: write_gallery(fh, rows, history))
+
+
+def write_invalid(out_dir: Path, jobs: JobFile) -> None:
+    """invalid.csv: the rows `--skip-invalid` left out, with their place and problem;
+    removed once the job file has none."""
+    path = out_dir / INVALID_NAME
+    if not jobs.invalid:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+
+    def write(fh: TextIO) -> None:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["row", "column", "error"])
+        writer.writerows(jobs.invalid)
+        if jobs.invalid_unlisted:
+            writer.writerow(["", "", f"... and {jobs.invalid_unlisted} more problems"])
+
+    write_atomically(path, write)

@@ -20,6 +20,7 @@ from .client import Client, key_exposed
 from .config import RunConfig
 from .errors import ApiError, FatalApiError, OutputError, StopReason
 from .events import RunFinished, RunStarted, Succeeded
+from .folder import claim
 from .jobs import JobFile
 from .lock import FolderLock
 from .manifest import MANIFEST_NAME, ManifestWriter, Replay, replay
@@ -27,7 +28,7 @@ from .money import format_usd
 from .plan import Plan, make_plan
 from .pool import Pool
 from .progress import Reporter
-from .reports import write_reports
+from .reports import INVALID_NAME, write_invalid, write_reports
 from .state import job_state
 from .store import ImageStore
 
@@ -51,12 +52,14 @@ class RunSummary:
     remaining_credits: float | None = None
     message: str | None = None
     failures: dict[str, int] = field(default_factory=dict)  # cause → jobs, this run
+    invalid: int = 0  # rows --skip-invalid left out
 
     def line(self) -> str:
         """The last line of every run, for people and log scrapers alike."""
         credits = ("" if self.remaining_credits is None
                    else f"credits=${self.remaining_credits:.3f} ")
-        return (f"done={self.done} failed={self.failed} pending={self.pending} "
+        invalid = f"invalid={self.invalid} " if self.invalid else ""
+        return (f"done={self.done} failed={self.failed} pending={self.pending} {invalid}"
                 f"spent={format_usd(self.spent_run_micro)} "
                 f"total={format_usd(self.spent_total_micro)} {credits}exit={self.exit_code}")
 
@@ -79,21 +82,26 @@ async def arun_batch(jobs: JobFile, config: RunConfig, *, reporter: Reporter | N
     except OSError as exc:
         raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
     with FolderLock(out_dir):
+        path = out_dir / MANIFEST_NAME
+        history = claim(out_dir, replay(path), jobs, config)
         store = ImageStore(out_dir)
         try:
             store.prepare()
+            write_invalid(out_dir, jobs)
         except OSError as exc:
-            raise OutputError(f"cannot write in {store.path}: {exc.strerror}") from None
-        return await _run_locked(jobs, config, store, reporter or Reporter(bar=False),
+            raise OutputError(f"cannot write in {out_dir}: {exc.strerror}") from None
+        if history.torn_tail:
+            log.warning("%s: skipped its last line, torn by a crash", path)
+        return await _run_locked(jobs, config, store, history, reporter or Reporter(bar=False),
                                  handle_signals)
 
 
-async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, reporter: Reporter,
-                      handle_signals: bool) -> RunSummary:
+async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, history: Replay,
+                      reporter: Reporter, handle_signals: bool) -> RunSummary:
     path = config.out_dir / MANIFEST_NAME
-    history = replay(path)
-    if history.torn_tail:
-        log.warning("%s: skipped its last line, torn by a crash", path)
+    if jobs.invalid:
+        log.warning("%d invalid row(s) left out (--skip-invalid): see %s", len(jobs.invalid)
+                    + jobs.invalid_unlisted, config.out_dir / INVALID_NAME)
     plan = make_plan(jobs, history, store, shard=config.shard, limit=config.limit,
                      retry_failed=config.retry_failed)
     if key_exposed(config.base_url):
@@ -105,7 +113,7 @@ async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, repor
     ) as client:
         manifest.write(RunStarted(
             run_id=run_id, job_file=str(jobs.path), job_file_sha256=jobs.sha256,
-            jobs=len(jobs), version=__version__,
+            jobs=len(jobs), version=__version__, simulated=config.simulated,
             settings={**config.public_settings(), "aspect_ratio": jobs.default_ratio,
                       "sheet": jobs.sheet},
         ))
@@ -118,7 +126,7 @@ async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, repor
             await _preflight(pool, client, config, len(plan.to_run))
         if plan.to_run and not pool.stopping.is_set():
             await _work(pool, plan, reporter, config, signals if handle_signals else None)
-        summary = _summarize(pool, plan, history, store, config, signals)
+        summary = _summarize(pool, plan, history, store, config, signals, jobs)
         manifest.write(RunFinished(
             run_id=run_id, exit_code=summary.exit_code, reason=summary.reason,
             done=summary.done, failed=summary.failed, pending=summary.pending,
@@ -188,7 +196,7 @@ async def _work(pool: Pool, plan: Plan, reporter: Reporter, config: RunConfig,
 
 
 def _summarize(pool: Pool, plan: Plan, history: Replay, store: ImageStore, config: RunConfig,
-               signals: list[int]) -> RunSummary:
+               signals: list[int], jobs: JobFile) -> RunSummary:
     counts = Counter(job_state(job.id, job.fp, history.jobs.get(job.id), store).state
                      for job in plan.universe)
     reason = pool.stop_reason
@@ -200,8 +208,10 @@ def _summarize(pool: Pool, plan: Plan, history: Replay, store: ImageStore, confi
     else:  # --limit: only this run's own jobs count
         failed, left = ((counts["failed"], counts["pending"]) if config.limit is None
                         else (pool.failed, pool.unfinished))
-        exit_code = 1 if failed or left else 0
-        word = "failed" if failed else "incomplete" if left else "completed"
+        invalid = bool(jobs.invalid)
+        exit_code = 1 if failed or left or invalid else 0
+        word = ("failed" if failed else "incomplete" if left else
+                "invalid_rows" if invalid else "completed")
     if pool.stop_message:
         log.error("%s", pool.stop_message)
     return RunSummary(
@@ -210,13 +220,15 @@ def _summarize(pool: Pool, plan: Plan, history: Replay, store: ImageStore, confi
         spent_total_micro=history.spent_micro, done_run=pool.done,
         remaining_credits=pool.remaining_credits, message=pool.stop_message,
         failures=dict(pool.failures.most_common()),
+        invalid=len(jobs.invalid) + jobs.invalid_unlisted,
     )
 
 
 def _install_signals(pool: Pool, config: RunConfig, received: list[int]):
     """First SIGINT/SIGTERM: stop dispatching, give in-flight requests a grace period.
-    Second: cancel them now. Where the loop cannot take signal handlers (Windows),
-    Ctrl-C arrives as KeyboardInterrupt instead and cancels the run."""
+    Second: cancel them now. Where the loop cannot take signal handlers (Windows), a
+    plain `signal.signal` handler hands the signal to the loop instead, so Ctrl-C
+    behaves the same (SIGTERM cannot be caught there)."""
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:
@@ -230,17 +242,22 @@ def _install_signals(pool: Pool, config: RunConfig, received: list[int]):
             log.warning("cancelling the requests in flight")
             pool.cancel_in_flight()
 
-    installed = []
+    restore: list[tuple[int, object]] = []
     for signum in SIGNAL_EXIT_CODES:
         try:
             loop.add_signal_handler(signum, on_signal, signum)
-        except (NotImplementedError, RuntimeError, ValueError):
-            continue
-        installed.append(signum)
+        except NotImplementedError:
+            restore.append((signum, signal.signal(
+                signum, lambda number, _: loop.call_soon_threadsafe(on_signal, number))))
+        else:
+            restore.append((signum, None))
 
     def remove() -> None:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+        for signum, previous in restore:
+            if previous is None:
+                loop.remove_signal_handler(signum)
+            else:
+                signal.signal(signum, previous)
     return remove
 
 

@@ -100,6 +100,7 @@ def status(out_dir: Path) -> dict[str, Any]:
     return {
         "out_dir": str(out_dir),
         "job_file": started.job_file if started else None,
+        "simulated": bool(started and started.simulated),
         "jobs": sum(counts.values()),
         "done": counts["done"],
         "failed": counts["failed"],
@@ -142,8 +143,9 @@ def format_status(info: dict[str, Any]) -> str:
     if info["pending_reasons"]:
         pending += " (" + ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n
                                     in sorted(info["pending_reasons"].items())) + ")"
+    simulated = " (simulated: placeholder images, no money)" if info["simulated"] else ""
     lines = [
-        f"{info['out_dir']}: {info['jobs']} jobs from {info['job_file'] or '?'}",
+        f"{info['out_dir']}: {info['jobs']} jobs from {info['job_file'] or '?'}{simulated}",
         f"  done {info['done']}  {failed}  {pending}",
         f"  spent {money(info['spent_total'])} in total over {info['runs']} "
         f"run{'s' if info['runs'] != 1 else ''}, {money(info['spent_last_run'])} in the last",
