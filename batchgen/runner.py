@@ -30,6 +30,7 @@ from .progress import Reporter
 from .reports import write_reports
 from .state import job_state
 from .store import ImageStore
+from .thumbs import Thumbnailer
 
 log = logging.getLogger("batchgen")
 
@@ -78,18 +79,18 @@ async def arun_batch(jobs: JobFile, config: RunConfig, *, reporter: Reporter | N
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
-    with FolderLock(out_dir):
+    with FolderLock(out_dir), Thumbnailer(out_dir) as thumbnailer:
         store = ImageStore(out_dir)
         try:
             store.prepare()
         except OSError as exc:
             raise OutputError(f"cannot write in {store.path}: {exc.strerror}") from None
         return await _run_locked(jobs, config, store, reporter or Reporter(bar=False),
-                                 handle_signals)
+                                 handle_signals, thumbnailer)
 
 
 async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, reporter: Reporter,
-                      handle_signals: bool) -> RunSummary:
+                      handle_signals: bool, thumbnailer: Thumbnailer) -> RunSummary:
     path = config.out_dir / MANIFEST_NAME
     history = replay(path)
     if history.torn_tail:
@@ -110,7 +111,7 @@ async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, repor
                       "sheet": jobs.sheet},
         ))
         _adopt(manifest, store, plan)
-        pool = Pool(config, client, manifest, store, reporter)
+        pool = Pool(config, client, manifest, store, reporter, on_image=thumbnailer.submit)
         log.info("%d jobs: %d to run, %d done before, %d failed permanently",
                  len(plan.universe), len(plan.to_run), plan.done_before + len(plan.found),
                  plan.permanent_failures)
@@ -124,6 +125,7 @@ async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, repor
             done=summary.done, failed=summary.failed, pending=summary.pending,
             spent_run=summary.spent_run_micro, spent_total=summary.spent_total_micro,
         ))
+    await asyncio.to_thread(thumbnailer.drain)
     try:
         write_reports(config.out_dir, jobs, history)
     except OSError as exc:
