@@ -1,6 +1,7 @@
 """index.html: one self-contained page (inline CSS and JS, relative image links),
 written card by card so a million jobs take flat memory. Every text from the job
-file is escaped."""
+file is escaped. A card shows its image's thumbnail (see `thumbs`) and links to the
+full image; without a thumbnail it shows the full image."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .manifest import Replay
 from .money import PRICE_MICRO, format_usd, usd_to_micro
 from .reports import cell
 from .state import PENDING_REASONS, STATES
+from .thumbs import thumbnail_size
 
 PAGE_SIZE = 200  # cards per page in the gallery when JavaScript runs
 OPEN_TABLE_ROWS = 500  # the failures table starts folded when it is longer than this
@@ -77,9 +79,10 @@ footer{margin-top:2rem;color:var(--muted);font-size:.8rem}
 """
 
 # Filters by state and text, pages through the matches; the URL hash keeps the view
-# (#state=failed&q=fox&page=2). Without JavaScript every card is shown, its image in a
-# <noscript>; with it, a card gets its <img> when it is first shown, so a page of 10,000
-# jobs holds only the images of the page on screen (6,000 lazy <img>s cost seconds).
+# (#state=failed&q=fox&page=2). Without JavaScript every card is shown, its thumbnail in
+# a <noscript>; with it, a card gets its <img> (the thumbnail in the link's data-src, or
+# the full image it links to) when it is first shown, so a page of 10,000 jobs holds
+# only the images of the page on screen (6,000 lazy <img>s cost seconds).
 _JS = """
 (function(){
 var grid=document.getElementById('grid');if(!grid)return;
@@ -109,7 +112,8 @@ where.textContent='page '+(page+1)+' of '+pages;prev.disabled=page<=0;next.disab
 pager.hidden=pages<2;}
 function show(card){var a=card.querySelector('a.thumb');
 if(!a||a.querySelector('img'))return;var img=document.createElement('img');
-img.loading='lazy';img.decoding='async';img.src=a.getAttribute('href');
+img.loading='lazy';img.decoding='async';
+img.src=a.getAttribute('data-src')||a.getAttribute('href');
 img.alt=card.querySelector('.prompt').textContent;a.appendChild(img);}
 function change(){page=0;apply();writeHash();}
 sel.addEventListener('change',change);q.addEventListener('input',change);
@@ -122,16 +126,21 @@ form.hidden=false;readHash();apply();
 """
 
 
-def _card(row: dict[str, Any]) -> str:
+def _card(row: dict[str, Any], thumbnail: Callable[[str], str | None] | None) -> str:
     esc = html.escape
     state = row["state"]
     meta = " · ".join(f"{esc(str(k))}: {esc(cell(v))}" for k, v in row["metadata"].items()
                       if cell(v) != "")
     if state == "done":
-        src = esc(quote(row["file"]))
-        picture = (f'<a class="thumb" href="{src}" target="_blank" title="open full size">'
-                   f'<noscript><img loading="lazy" src="{src}" alt="{esc(row["prompt"])}">'
-                   f"</noscript></a>")
+        href = esc(quote(row["file"]))
+        thumb = thumbnail(row["file"]) if thumbnail else None
+        src = esc(quote(thumb)) if thumb else href
+        size = thumbnail_size(row["aspect_ratio"])
+        box = f' width="{size[0]}" height="{size[1]}"' if size else ""
+        data = f' data-src="{src}"' if thumb else ""
+        picture = (f'<a class="thumb" href="{href}"{data} target="_blank" '
+                   f'title="open full size"><noscript><img loading="lazy" src="{src}"{box} '
+                   f'alt="{esc(row["prompt"])}"></noscript></a>')
     else:
         note = row["error"] or PENDING_REASONS["never_tried"]
         picture = f'<div class="ph"><strong>{state}</strong><small>{esc(note)}</small></div>'
@@ -173,8 +182,11 @@ def price_micro(history: Replay) -> int:
 
 
 def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
-                  history: Replay) -> None:
-    """`rows()` is walked three times (totals, cards, problems) instead of kept."""
+                  history: Replay,
+                  thumbnail: Callable[[str], str | None] | None = None) -> None:
+    """`rows()` is walked three times (totals, cards, problems) instead of kept.
+    `thumbnail(image)` gives the thumbnail to show for an image, or None for the image
+    itself; without it every card shows its full image."""
     esc = html.escape
     counts: Counter[str] = Counter()
     left = 0
@@ -219,7 +231,7 @@ def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
 <span id="count"></span></form>
 <main id="grid" data-page-size="{PAGE_SIZE}">
 """)
-    fh.writelines(_card(r) + "\n" for r in rows())
+    fh.writelines(_card(r, thumbnail) + "\n" for r in rows())
     fh.write("""</main>
 <nav id="pager" hidden><button id="prev" type="button">← previous</button>
 <span id="where"></span><button id="next" type="button">next →</button></nav>

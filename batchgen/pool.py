@@ -26,7 +26,7 @@ import hashlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .client import Client, GeneratedImage
@@ -85,12 +85,14 @@ class Pool:
     """Workers, their shared limits, the ledger and the stop flag."""
 
     def __init__(self, config: RunConfig, client: Client, manifest: ManifestWriter,
-                 store: ImageStore, reporter: Reporter):
+                 store: ImageStore, reporter: Reporter,
+                 on_image: Callable[[str], None] | None = None):
         self.config = config
         self.client = client
         self.manifest = manifest
         self.store = store
         self.reporter = reporter
+        self.on_image = on_image  # called with each saved image's path; must not raise
         self.ledger = Ledger(config.max_cost_micro, config.price_micro)
         self.rate = AdaptiveRate(config.rate) if config.rate else None
         self.breaker = CircuitBreaker()
@@ -329,6 +331,8 @@ class Pool:
             attempts=ticket.attempts, latency_s=round(image.latency_s, 3),
             request_id=image.request_id, remaining_credits=image.remaining_credits,
         ))
+        if self.on_image is not None:
+            self.on_image(file)
         self.reporter.job_done(job.id, self.ledger.spent, image.remaining_credits)
 
     def _failed(self, ticket: Ticket, exc: ApiError, *, retryable: bool) -> None:

@@ -76,15 +76,18 @@ def write_reports(out_dir: Path, jobs: Iterable[Job], history: Replay) -> None:
     """Write results.csv and index.html, each streamed a chunk of rows at a time."""
     from .gallery import write_gallery
     from .results import metadata_columns, write_results
+    from .thumbs import Thumbnails
 
     store = ImageStore(out_dir)
+    thumbs = Thumbnails(out_dir)  # makes the thumbnails missing or older than their image
 
     def rows() -> Iterator[dict[str, Any]]:
         return job_rows(jobs, history, store)
 
     meta = metadata_columns(jobs)
     write_atomically(out_dir / RESULTS_NAME, lambda fh: write_results(fh, rows(), meta))
-    write_atomically(out_dir / INDEX_NAME, lambda fh: write_gallery(fh, rows, history))
+    write_atomically(out_dir / INDEX_NAME,
+                     lambda fh: write_gallery(fh, rows, history, thumbs.ensure))
 
 
 def write_invalid(out_dir: Path, jobs: JobFile) -> None:

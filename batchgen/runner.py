@@ -31,6 +31,7 @@ from .progress import Reporter
 from .reports import INVALID_NAME, write_invalid, write_reports
 from .state import job_state
 from .store import ImageStore
+from .thumbs import Thumbnailer
 
 log = logging.getLogger("batchgen")
 
@@ -92,12 +93,14 @@ async def arun_batch(jobs: JobFile, config: RunConfig, *, reporter: Reporter | N
             raise OutputError(f"cannot write in {out_dir}: {exc.strerror}") from None
         if history.torn_tail:
             log.warning("%s: skipped its last line, torn by a crash", path)
-        return await _run_locked(jobs, config, store, history, reporter or Reporter(bar=False),
-                                 handle_signals)
+        with Thumbnailer(out_dir) as thumbnailer:
+            return await _run_locked(jobs, config, store, history, thumbnailer,
+                                     reporter or Reporter(bar=False), handle_signals)
 
 
 async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, history: Replay,
-                      reporter: Reporter, handle_signals: bool) -> RunSummary:
+                      thumbnailer: Thumbnailer, reporter: Reporter,
+                      handle_signals: bool) -> RunSummary:
     path = config.out_dir / MANIFEST_NAME
     if jobs.invalid:
         log.warning("%d invalid row(s) left out (--skip-invalid): see %s", len(jobs.invalid)
@@ -118,7 +121,7 @@ async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, histo
                       "sheet": jobs.sheet},
         ))
         _adopt(manifest, store, plan)
-        pool = Pool(config, client, manifest, store, reporter)
+        pool = Pool(config, client, manifest, store, reporter, on_image=thumbnailer.submit)
         log.info("%d jobs: %d to run, %d done before, %d failed permanently",
                  len(plan.universe), len(plan.to_run), plan.done_before + len(plan.found),
                  plan.permanent_failures)
@@ -132,6 +135,7 @@ async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, histo
             done=summary.done, failed=summary.failed, pending=summary.pending,
             spent_run=summary.spent_run_micro, spent_total=summary.spent_total_micro,
         ))
+    await asyncio.to_thread(thumbnailer.drain)
     try:
         write_reports(config.out_dir, jobs, history)
     except OSError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import http.client
+import io
 import json
 import os
 import signal
@@ -53,7 +54,8 @@ class SimulatorProcess:
     """`python -m batchgen simulator` on a free loopback port, in a separate process."""
 
     def __init__(self, *, latency: float = 0.0, rpm: int | None = None,
-                 rate_window: float | None = None, log_dir: Path | None = None):
+                 rate_window: float | None = None, image_size: int | None = None,
+                 log_dir: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "batchgen", "simulator", "--port", str(self.port),
@@ -62,6 +64,8 @@ class SimulatorProcess:
             self.args += ["--rpm", str(rpm)]
         if rate_window:
             self.args += ["--rate-window", str(rate_window)]
+        if image_size:
+            self.args += ["--image-size", str(image_size)]
         self._log_dir = log_dir or Path(tempfile.gettempdir())
         self._proc: subprocess.Popen | None = None
 
@@ -268,6 +272,27 @@ def write_jobs(path: Path, count: int, *, start: int = 0) -> Path:
         for number in range(start, start + count):
             writer.writerow([job_id(number), prompt(number), "1:1", "bench"])
     return path
+
+
+def photo_like(side: int = 1024, quality: int = 92) -> bytes:
+    """A JPEG that weighs like a photo (about 0.6 MB at 1024 px): coloured noise at
+    several scales, so that it keeps detail when shrunk, as photos do (the simulator's
+    gradients shrink to almost nothing). Random: two calls give two images."""
+    from PIL import Image
+
+    def layer(scale: int, sigma: float) -> Image.Image:
+        small = Image.effect_noise((max(2, side // scale),) * 2, sigma)
+        return small.resize((side, side), Image.Resampling.BICUBIC)
+
+    channels = []
+    for _ in range(3):
+        channel = layer(128, 90)
+        for scale, weight in ((32, 0.5), (8, 0.35), (2, 0.25), (1, 0.2)):
+            channel = Image.blend(channel, layer(scale, 70), weight)
+        channels.append(channel)
+    out = io.BytesIO()
+    Image.merge("RGB", channels).save(out, "JPEG", quality=quality)
+    return out.getvalue()
 
 
 def read_json_lines(path: Path) -> float:

@@ -5,6 +5,8 @@ this run, so it holds on a noisy machine. Sizes come from a `Sizes` preset."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -12,7 +14,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from html.parser import HTMLParser
+from pathlib import Path, PurePosixPath
 
 from .harness import (
     BIG_RATE,
@@ -22,6 +25,7 @@ from .harness import (
     baseline_run,
     batchgen_run,
     job_id,
+    photo_like,
     prompt,
     read_json_lines,
     run_child,
@@ -51,6 +55,8 @@ class Sizes:
     storm_rate: float = 1200.0  # batchgen --rate; the simulator allows half
     storm_window: float = 10.0  # simulator --rate-window, scaled down from 60 s
     storm_jobs: int = 450
+    gallery_images: int = 1000  # 1024-px images behind the gallery
+    photos: int = 16  # distinct photo-like images among them
     timeout: float = 900.0  # per child process
     share_simulators: bool = False  # reuse one simulator per setting (cheaper, less exact)
 
@@ -58,11 +64,12 @@ class Sizes:
 FULL = Sizes("full")
 QUICK = Sizes("quick", throughput_jobs=400, rate_jobs=240, sequential_jobs=20, zero_jobs=1500,
               sequential_zero_jobs=300, repeats=1, memory_small=1500, memory_large=15_000,
-              big_rows=100_000, storm_window=5.0, storm_jobs=120, timeout=300.0)
+              big_rows=100_000, storm_window=5.0, storm_jobs=120, gallery_images=300,
+              photos=8, timeout=300.0)
 SMOKE = Sizes("smoke", latency=0.05, throughput_jobs=32, rate_jobs=25, sequential_jobs=4,
               zero_jobs=60, sequential_zero_jobs=20, repeats=1, memory_small=50,
-              memory_large=300, big_rows=500, storm_window=2.0, storm_jobs=20, timeout=60.0,
-              share_simulators=True)
+              memory_large=300, big_rows=500, storm_window=2.0, storm_jobs=20,
+              gallery_images=24, photos=2, timeout=60.0, share_simulators=True)
 PRESETS = {s.name: s for s in (FULL, QUICK, SMOKE)}
 
 
@@ -325,6 +332,107 @@ class Bench:
                 f"{tp:.2f}/s of {limit:.2f}/s", tp / limit, ">= 0.9", tp / limit >= 0.9),
         ]
 
+    # -- 7. gallery page weight ------------------------------------------------------------
+
+    def gallery(self) -> list[Row]:
+        from batchgen.gallery import PAGE_SIZE
+
+        s = self.sizes
+        n = s.gallery_images
+        say(f"7. gallery: the first page's images over {n} simulated {GALLERY_SIDE}-px images, "
+            "with and without thumbnails")
+        jobs, out = self.jobs(n), self.out("gallery")
+        with self.simulator(latency=0.0, rpm=None, rate_window=None,
+                            image_size=GALLERY_SIDE) as sim:
+            self.child(batchgen_run(jobs, out, sim.url, concurrency=s.concurrency), "batchgen")
+        fake = first_page_bytes(out)
+        _use_photos(out, s.photos)
+        report = self.child([sys.executable, "-m", "batchgen", "report", str(out)],
+                            "batchgen report")
+        made = len(list((out / "thumbs").iterdir()))
+        if made != n:
+            raise RuntimeError(f"batchgen report made {made} thumbnails for {n} images")
+        photo = first_page_bytes(out)
+        shutil.rmtree(out, ignore_errors=True)
+        cards = min(n, PAGE_SIZE)
+        for what, (thumbs, full) in (("gradients", fake), ("photo-like", photo)):
+            say(f"  {what}: {full / 1e6:.2f} MB of full images vs {thumbs / 1e3:.0f} KB of "
+                f"thumbnails for the first {cards} cards")
+        say(f"  batchgen report made {n} thumbnails in {report.wall_s:.1f} s")
+        ratio = photo[1] / photo[0]
+        return [
+            Row("7 gallery", f"first page ({cards} cards) image bytes, full-size vs thumbnails: "
+                f"simulator's {GALLERY_SIDE}-px PNGs (flat gradients), {n:,} jobs",
+                f"{fake[1] / 1e6:.2f} MB vs {fake[0] / 1e3:.0f} KB", fake[1] / fake[0], "info"),
+            Row("7 gallery", f"  the same with photo-like {GALLERY_SIDE}-px JPEGs",
+                f"{photo[1] / 1e6:.1f} MB vs {photo[0] / 1e3:.0f} KB", ratio, ">= 10",
+                ratio >= 10),
+            Row("7 gallery", f"  batchgen report making all {n:,} thumbnails (older folder)",
+                f"{report.wall_s:.1f} s, {n / report.wall_s:.0f} images/s", None, "info"),
+        ]
+
+
+GALLERY_SIDE = 1024
+
+
+class _Links(HTMLParser):
+    """The card links of a gallery page, in order."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.links: list[dict[str, str | None]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a" and ("class", "thumb") in attrs:
+            self.links.append(dict(attrs))
+
+
+def first_page_bytes(out: Path) -> tuple[int, int]:
+    """The bytes of the images a browser shows for the gallery's first page (the
+    <img>s its script makes for the first PAGE_SIZE cards: a link's data-src, else its
+    href), on the page batchgen wrote and on the same page rendered without
+    thumbnails: (with, without)."""
+    from batchgen.gallery import PAGE_SIZE, write_gallery
+    from batchgen.reports import job_rows
+    from batchgen.status import jobs_of, load_history
+    from batchgen.store import ImageStore
+
+    history = load_history(out)
+    jobs, _ = jobs_of(out, history)
+    store = ImageStore(out)
+    plain = io.StringIO()
+    write_gallery(plain, lambda: job_rows(jobs, history, store), history)  # no thumbnails
+
+    def weight(page: str) -> int:
+        links = _Links(page).links[:PAGE_SIZE]
+        return sum((out / (link.get("data-src") or link["href"])).stat().st_size
+                   for link in links)
+
+    return weight((out / "index.html").read_text("utf-8")), weight(plain.getvalue())
+
+
+def _use_photos(out: Path, distinct: int) -> None:
+    """Turn a finished run's folder into one of photos from before thumbnails: every
+    image replaced by a photo-like JPEG (one of `distinct`), its manifest line
+    rewritten to match (file, bytes, sha256), the thumbnails removed."""
+    photos = [photo_like(GALLERY_SIDE) for _ in range(distinct)]
+    manifest = out / "manifest.jsonl"
+    lines = []
+    done = 0
+    for raw in manifest.read_text("utf-8").splitlines():
+        line = json.loads(raw)
+        if line["event"] == "succeeded":
+            data = photos[done % distinct]
+            done += 1
+            file = str(PurePosixPath(line["file"]).with_suffix(".jpg"))
+            (out / file).write_bytes(data)
+            (out / line["file"]).unlink()
+            line.update(file=file, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        lines.append(json.dumps(line, ensure_ascii=False) + "\n")
+    manifest.write_text("".join(lines), "utf-8")
+    shutil.rmtree(out / "thumbs")
+
 
 def _fill_manifest(out: Path, count: int) -> int:
     """Append `count - 1` succeeded lines cloned from the one the real run wrote (same
@@ -366,4 +474,5 @@ BENCHMARKS: dict[str, Callable[[Bench], list[Row]]] = {
     "memory": Bench.memory,
     "big": Bench.big_file,
     "storm": Bench.storm,
+    "gallery": Bench.gallery,
 }

@@ -4,21 +4,32 @@ simulator, and the page opened in a real (headless) Chromium."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import http.server
+import io
 import json
 import shutil
 import struct
 import subprocess
+import threading
+import time
+import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
+import aiohttp
 import pandas as pd
 import pytest
+from PIL import Image
 
+from batchgen.cli import main
 from batchgen.gallery import PAGE_SIZE
 from batchgen.results import BASE_COLUMNS
 from batchgen.simulator import make_png
 
-from .conftest import events, write_jobs
+from .conftest import events, wait_for, write_jobs
 
 FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,22 +50,30 @@ class Page(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.tags: list[tuple[str, dict[str, str | None]]] = []
         self.live_images: list[dict[str, str | None]] = []  # <img>s outside <noscript>
+        self.pictures: list[tuple[dict, dict]] = []  # (<img>, the <a> around it)
         self.text: list[str] = []
         self.scripts: list[str] = []
         self._in_script = False
         self._in_noscript = False
+        self._link: dict | None = None
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
         self._in_script = tag == "script"
         self._in_noscript |= tag == "noscript"
+        if tag == "a":
+            self._link = dict(attrs)
         if tag == "img" and not self._in_noscript:
             self.live_images.append(dict(attrs))
+        if tag == "img" and self._link is not None:
+            self.pictures.append((dict(attrs), self._link))
 
     def handle_endtag(self, tag):
         self._in_script = False
         self._in_noscript &= tag != "noscript"
+        if tag == "a":
+            self._link = None
 
     def handle_data(self, data):
         (self.scripts if self._in_script else self.text).append(data)
@@ -463,3 +482,168 @@ def test_chromium_pages_through_ten_thousand_jobs(big_batch, tmp_path, cli):
     assert len(cards) == PAGE_SIZE and {c["data-state"] for c in cards} == {"failed"}
     assert "showing 801–1000 of 1000 matching (10000 jobs)" in "".join(last.text)
 
+
+
+# -- thumbnails in a real browser: what it downloads, where a click goes -------------------
+
+
+def photo(seed: int, side: int = 1024) -> bytes:
+    """A photo-like JPEG: noise over a coloured gradient, as heavy as a real one."""
+    noise = Image.effect_noise((side, side), 40 + seed % 20)
+    gradient = Image.linear_gradient("L").resize((side, side))
+    picture = Image.merge("RGB", (noise, gradient, Image.blend(noise, gradient, 0.5)))
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def photo_batch(tmp_path_factory) -> Path:
+    """300 done jobs with 1024-px photo-like images, written directly; `batchgen report`
+    makes their thumbnails and the gallery. Shared by the tests of this module (they
+    only read it)."""
+    count = 300
+    folder = tmp_path_factory.mktemp("photo-batch")
+    jobs = write_table(folder / "photos.csv", "id,prompt,aspect_ratio",
+                       [f"p{i:03d},photo number {i},1:1" for i in range(count)])
+    out = folder / "photos"
+    (out / "images").mkdir(parents=True)
+    image = photo(0)
+    lines = [{"event": "run_started", "ts": "2026-11-01T10:00:00.000Z", "run_id": "r1",
+              "job_file": str(jobs.resolve()), "job_file_sha256": None, "jobs": count,
+              "settings": {"price": 0.019, "aspect_ratio": "1:1"}, "version": "test"}]
+    for i in range(count):
+        (out / "images" / f"p{i:03d}.jpg").write_bytes(image)
+        lines.append({"event": "succeeded", "job_id": f"p{i:03d}",
+                      "ts": "2026-11-01T10:01:00.000Z", "prompt": f"photo number {i}",
+                      "aspect_ratio": "1:1", "attempts": 1, "file": f"images/p{i:03d}.jpg",
+                      "bytes": len(image), "cost": 0.019, "metadata": {}})
+    (out / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert main(["report", str(out)]) == 0
+    assert len(list((out / "thumbs").glob("*.webp"))) == count
+    return out
+
+
+@contextlib.contextmanager
+def served(root: Path):
+    """`root` over HTTP on loopback; yields its URL and the list of paths requested."""
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def do_GET(self):  # noqa: N802 - the name http.server calls
+            requests.append(unquote(self.path))
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@needs_chromium
+def test_chromium_loads_only_thumbnails_for_the_first_page(photo_batch, tmp_path):
+    out = photo_batch
+    with served(out) as (url, requests):
+        html = dom_of(tmp_path, url + "index.html")
+    first_page = {"/" + img["src"] for img in html.live_images}
+    assert len(first_page) == PAGE_SIZE  # the script made the first page's <img>s
+    assert {f"/thumbs/p{i:03d}.webp" for i in range(PAGE_SIZE)} == first_page
+    images = [path for path in requests if path.startswith("/images/")]
+    thumbs = [path for path in requests if path.startswith("/thumbs/")]
+    assert images == []  # not one full-size image
+    assert thumbs, requests  # the cards on screen (lazy: maybe not all 200)
+    assert set(thumbs) <= first_page
+    loaded = sum((out / path[1:]).stat().st_size for path in thumbs)
+    full = sum((out / "images" / (Path(p).stem + ".jpg")).stat().st_size for p in thumbs)
+    assert loaded * 10 < full
+
+
+def dom_of(tmp_path: Path, url: str) -> Page:
+    result = chromium(tmp_path, url, "--dump-dom", "--virtual-time-budget=5000")
+    assert result.returncode == 0 and "</html>" in result.stdout, result.stderr[-2000:]
+    return Page(result.stdout)
+
+
+class DevTools:
+    """Just enough of the DevTools protocol to click like a user: one page, over a
+    websocket on loopback."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse):
+        self.ws, self.serial = ws, 0
+
+    async def send(self, method: str, **params) -> dict:
+        self.serial += 1
+        await self.ws.send_json({"id": self.serial, "method": method, "params": params})
+        while True:
+            message = await asyncio.wait_for(self.ws.receive_json(), 30)
+            if message.get("id") == self.serial:
+                assert "error" not in message, message
+                return message["result"]
+
+    async def evaluate(self, expression: str):
+        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+
+def devtools_targets(port: int) -> list[dict]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as answer:
+        return json.load(answer)
+
+
+@needs_chromium
+def test_chromium_click_on_a_card_opens_the_full_image(photo_batch, tmp_path):
+    profile = tmp_path / "chromium-profile-click"
+    with served(photo_batch) as (url, requests):
+        browser = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+             f"--user-data-dir={profile}", "--window-size=1280,900",
+             "--remote-debugging-port=0", url + "index.html"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            port_file = profile / "DevToolsActivePort"
+            wait_for(port_file.is_file)
+            port = int(port_file.read_text().split()[0])
+            wait_for(lambda: any(t["type"] == "page" for t in devtools_targets(port)))
+            [tab] = [t for t in devtools_targets(port) if t["type"] == "page"]
+            href = asyncio.run(click_first_card(tab["webSocketDebuggerUrl"]))
+            assert href == "images/p000.jpg"
+            wait_for(lambda: "/images/p000.jpg" in requests)  # the full image, downloaded
+            wait_for(lambda: any(t["url"] == url + href for t in devtools_targets(port)))
+        finally:
+            browser.kill()
+            browser.wait()
+    assert [p for p in requests if p.startswith("/images/")] == ["/images/p000.jpg"]
+
+
+async def click_first_card(ws_url: str) -> str:
+    """Wait for the gallery to show its first card's thumbnail, click it with the
+    mouse; the link's href."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+            ws_url, max_msg_size=0) as ws:
+        page = DevTools(ws)
+        deadline = time.monotonic() + 30
+        card = "document.querySelector('#grid a.thumb')"
+        while not await page.evaluate(f"document.readyState === 'complete' && "
+                                      f"!!{card} && {card}.querySelector('img').complete"):
+            assert time.monotonic() < deadline, "the first card never showed its thumbnail"
+            await asyncio.sleep(0.1)
+        box = await page.evaluate(f"(function(r){{return [r.x + r.width / 2, "
+                                  f"r.y + r.height / 2]}})({card}.getBoundingClientRect())")
+        assert await page.evaluate(f"{card}.querySelector('img').getAttribute('src')") \
+            == "thumbs/p000.webp"
+        for kind in ("mousePressed", "mouseReleased"):
+            await page.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1],
+                            button="left", clickCount=1)
+        return await page.evaluate(f"{card}.getAttribute('href')")
