@@ -49,6 +49,9 @@ class RunConfig:
     limit: int | None = None
     shard: tuple[int, int] | None = None  # (index, count), 1-based
     status_interval: float = 30.0  # seconds between log lines when not on a terminal
+    simulated: bool = False  # a --simulate run: its results never count as real (SPEC §8 M5)
+    take_over: bool = False  # hand the folder to this job file, though another one ran in it
+    discard_simulated: bool = False  # first remove a simulator's results from the folder
 
     def __post_init__(self) -> None:
         if self.api not in ("v1", "v2"):

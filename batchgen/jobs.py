@@ -103,9 +103,11 @@ def canonical_ratio(value: str) -> str | None:
 
 
 def load_jobs(
-    path: str | Path, *, default_ratio: str = DEFAULT_ASPECT_RATIO, sheet: str | None = None
+    path: str | Path, *, default_ratio: str = DEFAULT_ASPECT_RATIO, sheet: str | None = None,
+    skip_invalid: bool = False,
 ) -> JobFile:
-    """Read and validate a job file. Raises JobFileError naming every problem found."""
+    """Read and validate a job file. Raises JobFileError naming every problem found;
+    with `skip_invalid`, keeps the valid rows instead (see JobFile.invalid)."""
     path = Path(path)
     suffix = path.suffix.lower()
     problems = Problems(f"{path} (sheet {sheet!r})" if sheet and suffix == ".xlsx"
