@@ -12,7 +12,9 @@ against a simulator (`python -m batchgen simulator`) in its own process on loopb
 4. memory: peak RSS over 10k vs 100k jobs, and `batchgen validate` on a 1M-row CSV;
 5. resume: start → first request with 1M done jobs in the manifest, vs reading
    that manifest with json.loads line by line;
-6. 429 storm: a simulator allowing half of --rate → share of 429s, achieved / limit.
+6. 429 storm: a simulator allowing half of --rate → share of 429s, achieved / limit;
+7. start-up: `batchgen --help` and `--version` wall time vs `python -c pass` (best of
+   10 each, interleaved), and `batchgen validate` of the example file for comparison.
 
 Modules: harness (processes, measurement, data), baselines, suite (the
 benchmarks), run (the command line and the table), hotspots (cProfile).
