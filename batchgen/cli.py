@@ -1,4 +1,9 @@
-"""Command line: arguments → library calls → messages and an exit code. Nothing else.
+"""Command line: arguments → one library call → messages and an exit code. Nothing else.
+
+The grammar (options, help texts, value converters) is `arguments.py`. Each command
+imports what it needs when it runs — pandas only to read or write a table, aiohttp
+only to talk to an API, tqdm only to draw a bar — so `--help` and `--version` start
+in a few hundredths of a second.
 
 Exit codes (SPEC §3): 0 done · 1 some jobs failed · 2 invalid input or usage ·
 3 out of credits · 4 budget reached · 5 key or endpoint refused · 6 folder locked ·
@@ -8,35 +13,26 @@ Exit codes (SPEC §3): 0 done · 1 some jobs failed · 2 invalid input or usage 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import __version__
-from .config import (
-    API_KEY_ENV,
-    BASE_URL_ENV,
-    DEFAULT_ASPECT_RATIO,
-    DEFAULT_BASE_URL,
-    RunConfig,
-)
+from .arguments import DEFAULT_RATE, SIMULATED_SUFFIX, build_parser
+from .config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from .errors import JobFileError, LockedError, OutputError, UsageError
-from .jobs import JobFile, load_jobs
-from .money import PRICE_MICRO, format_usd, usd_to_micro
-from .plan import estimate
-from .progress import Reporter, TqdmHandler
-from .runner import RunSummary, arun_batch
-from .simulator import FAULTS, FORMATS, Simulator, SimulatorConfig
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .jobs import JobFile
+    from .progress import Reporter
+    from .runner import RunSummary
 
 log = logging.getLogger("batchgen")
 SUMMARY = 45  # a log level above ERROR: the summary line survives -q
 logging.addLevelName(SUMMARY, "SUMMARY")
-DEFAULT_RATE = 50.0  # requests per minute: Segmind's Pro plan
 
 
 class _Format(logging.Formatter):
@@ -47,15 +43,25 @@ class _Format(logging.Formatter):
         return text
 
 
-def _setup_logging(quiet: bool, verbose: bool, log_file: str | None, bar: bool) -> None:
+def _setup_logging(quiet: bool, verbose: bool, log_file: Path | None, bar: bool) -> None:
+    for old in log.handlers:
+        old.close()
     log.handlers.clear()
     log.propagate = False
-    handler = TqdmHandler() if bar else logging.StreamHandler(sys.stderr)
+    if bar:
+        from .progress import TqdmHandler
+
+        handler: logging.Handler = TqdmHandler()
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
     handler.setFormatter(_Format())
     log.addHandler(handler)
     if log_file:
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        try:
+            file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--log-file: cannot open {log_file}: {exc.strerror}") from None
         file_handler.setLevel(logging.DEBUG)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(file_handler)
@@ -63,146 +69,11 @@ def _setup_logging(quiet: bool, verbose: bool, log_file: str | None, bar: bool) 
     log.setLevel(min(h.level for h in log.handlers))
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
-
-
-def _usd(text: str) -> int:
-    try:
-        return usd_to_micro(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        index, count = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError("use I/N, e.g. 2/4") from None
-    if not 1 <= index <= count:
-        raise argparse.ArgumentTypeError("I/N needs 1 <= I <= N")
-    return index, count
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="batchgen", description=__doc__.split("\n")[0])
-    parser.add_argument("--version", action="version", version=f"batchgen {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def job_file_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("job_file", type=Path, help="CSV, TSV, TXT, XLSX, YAML or JSONL")
-        p.add_argument("--out", type=Path, help="output folder (default output/<job file stem>)")
-        p.add_argument("--aspect-ratio", default=DEFAULT_ASPECT_RATIO,
-                       help="for rows without one (default 1:1)")
-        p.add_argument("--sheet", help="Excel sheet name (default: the first)")
-        p.add_argument("--price", type=_usd, default=PRICE_MICRO,
-                       help="dollars per image (default 0.019)")
-
-    run = sub.add_parser("run", help="generate every job not yet done (resumes)")
-    job_file_options(run)
-    run.add_argument("--concurrency", type=_positive_int, default=8)
-    run.add_argument("--rate", type=_positive_float,
-                     help=f"requests per minute (default {DEFAULT_RATE:g}; none with --simulate)")
-    run.add_argument("--max-cost", type=_usd, help="dollars this run may spend at most")
-    run.add_argument("--retries", type=int, default=5)
-    run.add_argument("--backoff", type=_positive_float, default=1.0,
-                     help="seconds before the first retry, doubling (default 1)")
-    run.add_argument("--timeout", type=_positive_float, default=600.0,
-                     help="seconds per request attempt (default 600)")
-    run.add_argument("--api", choices=("v1", "v2"), default="v1",
-                     help="v1: one blocking request per image (default); v2: submit and poll")
-    run.add_argument("--poll-interval", type=_positive_float, default=1.0,
-                     help="v2: seconds before the first status poll, growing to 5 (default 1)")
-    run.add_argument("--base-url", help=f"API base URL (default ${BASE_URL_ENV} or "
-                     f"{DEFAULT_BASE_URL})")
-    run.add_argument("--simulate", action="store_true",
-                     help="run against the built-in simulator (no key, no money)")
-    run.add_argument("--sim-credits", type=float, help="with --simulate: the account balance")
-    run.add_argument("--sim-latency", type=float, default=0.3,
-                     help="with --simulate: seconds per image (default 0.3)")
-    run.add_argument("--dry-run", action="store_true", help="validate and estimate only")
-    run.add_argument("--retry-failed", action="store_true",
-                     help="also retry jobs that failed permanently")
-    run.add_argument("--limit", type=_positive_int, help="run at most N of the jobs not done")
-    run.add_argument("--shard", type=_shard, help="run only shard I of N (e.g. 1/4)")
-    run.add_argument("--require-credits", action="store_true",
-                     help="stop (exit 3) if the balance cannot pay for every job")
-    run.add_argument("--max-outage", type=_positive_float, default=600.0,
-                     help="seconds of API outage before giving up (default 600)")
-    run.add_argument("--grace", type=float, default=60.0,
-                     help="seconds in-flight requests may finish after Ctrl-C (default 60)")
-    run.add_argument("--status-interval", type=_positive_float, default=30.0,
-                     help="seconds between status lines without a terminal (default 30)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--log-file", help="also append the log to this file")
-    loud = run.add_mutually_exclusive_group()
-    loud.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
-    loud.add_argument("-v", "--verbose", action="store_true", help="a line per job")
-
-    validate = sub.add_parser("validate", help="check a job file; count and estimate")
-    job_file_options(validate)
-
-    status = sub.add_parser("status", help="what an output folder holds")
-    status.add_argument("out_dir", type=Path)
-    status.add_argument("--json", action="store_true", help="machine-readable")
-
-    rep = sub.add_parser("report", help="(re)write results.csv and index.html")
-    rep.add_argument("out_dir", type=Path)
-
-    sim = sub.add_parser("simulator", help="serve the fake Segmind API")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8765)
-    sim.add_argument("--latency", type=float, default=0.0, help="seconds per image")
-    sim.add_argument("--jitter", type=float, default=0.0, help="± seconds of latency")
-    sim.add_argument("--credits", type=float, help="balance in dollars (default unlimited)")
-    sim.add_argument("--rpm", type=int, help="requests per window before 429")
-    sim.add_argument("--rate-window", type=float, default=60.0, help="seconds (default 60)")
-    sim.add_argument("--format", choices=FORMATS, default="raw", dest="response_format")
-    sim.add_argument("--fault-rate", type=float, default=0.0, help="probability of a fault")
-    sim.add_argument("--faults", default="500,502,503,504,429,timeout,garbage",
-                     help=f"kinds for --fault-rate, from {','.join(FAULTS)}")
-    sim.add_argument("--fault-script", default="",
-                     help="faults for the first requests in order, e.g. 503,503,200,timeout")
-    sim.add_argument("--retry-after", type=float, default=1.0, metavar="S",
-                     help="Retry-After seconds of a 429 fault (default 1; 86400: stubborn)")
-    sim.add_argument("--status-faults", default="", metavar="LIST",
-                     help="answers to the next v2 status polls in order: HTTP statuses, "
-                          "state words (CANCELLED), timeout, redirect, garbage, truncate, 200")
-    sim.add_argument("--status-fault", metavar="ANSWER",
-                     help="the answer to every status poll and result fetch once "
-                          "--status-faults is used up, e.g. 503 or WEIRD")
-    sim.add_argument("--file-faults", default="", metavar="LIST",
-                     help="answers to the next /files/ downloads in order, e.g. 503,truncate")
-    sim.add_argument("--file-fault", metavar="ANSWER",
-                     help="the answer to every /files/ download once --file-faults is used up")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--reject-marker", default="[reject]", help="prompts with it get 400")
-    sim.add_argument("--fail-marker", default="[fail]", help="v2 prompts with it end FAILED")
-    sim.add_argument("--hang", type=float, default=3600.0,
-                     help="seconds a 'timeout' fault keeps the client waiting")
-    sim.add_argument("--image-size", type=int, default=96, help="pixels on the long side")
-    sim.add_argument("--price", type=float, default=PRICE_MICRO / 1_000_000,
-                     help="dollars charged per image (default 0.019)")
-    sim.add_argument("--key", help="accept only this key (default: any non-empty key)")
-    sim.add_argument("--queue-delay", type=float, default=0.0, help="v2: seconds QUEUED")
-    sim.add_argument("--result-ttl", type=float, default=3600.0, help="v2: result lifetime")
-    sim.add_argument("--no-credits-endpoint", action="store_true",
-                     help="answer 404 to GET /v1/get-user-credits")
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     commands = {"run": _run, "validate": _validate, "status": _status, "report": _report,
                 "simulator": _simulator}
     try:
@@ -223,16 +94,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args: argparse.Namespace) -> JobFile:
-    return load_jobs(args.job_file, default_ratio=args.aspect_ratio, sheet=args.sheet)
+    from .jobs import load_jobs
+
+    return load_jobs(args.job_file, default_ratio=args.aspect_ratio, sheet=args.sheet,
+                     skip_invalid=getattr(args, "skip_invalid", False))
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
-    return args.out or Path("output") / args.job_file.stem
+    """--out, else output/<stem>; for --simulate output/<stem>-simulated (SPEC §8 M5)."""
+    if args.out:
+        return args.out
+    simulated = getattr(args, "simulate", False)
+    return Path("output") / (args.job_file.stem + (SIMULATED_SUFFIX if simulated else ""))
 
 
 def _estimate(args: argparse.Namespace, jobs: JobFile) -> None:
     """Counts, cost, and what an existing output folder already holds."""
+    from .money import format_usd, usd_to_micro
+    from .plan import estimate
+
     info = estimate(jobs, _out_dir(args), args.price)
+    if getattr(args, "json", False):
+        print(json.dumps(info.to_dict(), indent=2))
+        return
     price = usd_to_micro(info.price)
     print(f"{args.job_file}: {info.jobs} jobs, valid")
     for ratio, count in info.by_ratio.items():
@@ -249,6 +133,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .config import RunConfig
+    from .progress import Reporter
+
     bar = not args.no_progress and not args.quiet and sys.stderr.isatty()
     _setup_logging(args.quiet, args.verbose, args.log_file, bar)
     jobs = _load(args)
@@ -268,26 +157,53 @@ def _run(args: argparse.Namespace) -> int:
         max_cost_micro=args.max_cost, price_micro=args.price, retry_failed=args.retry_failed,
         limit=args.limit, shard=args.shard, require_credits=args.require_credits,
         max_outage=args.max_outage, grace_period=args.grace, poll_interval=args.poll_interval,
-        status_interval=args.status_interval,
+        status_interval=args.status_interval, simulated=args.simulate,
+        take_over=args.take_over, discard_simulated=args.discard_simulated,
     )
     reporter = Reporter(bar=bar, status_interval=args.status_interval)
     summary = asyncio.run(_run_async(args, jobs, config, reporter))
+    _tell_end(summary, config.out_dir)
+    return summary.exit_code
+
+
+def _tell_end(summary: RunSummary, out_dir: Path) -> None:
+    """The end of every run: failures by cause, what to do next, where the reports
+    are, and the summary line last."""
+    from .money import format_usd
+    from .reports import INDEX_NAME, RESULTS_NAME
+    from .status import cause_lines
+
+    if summary.failures:
+        failed = sum(summary.failures.values())
+        log.warning("%d job%s failed in this run, by cause:\n%s", failed,
+                    "s" * (failed != 1), "\n".join(cause_lines(summary.failures)))
     if summary.reason in ("out_of_credits", "insufficient_credits"):
         log.error("out of credits: %d done, %d left, %s spent. Top up and rerun the same "
                   "command to continue.", summary.done, summary.pending,
                   format_usd(summary.spent_run_micro))
     elif summary.reason == "budget":
         log.warning("--max-cost reached: %d left; rerun to continue", summary.pending)
+    elif summary.reason == "interrupted":
+        log.warning("interrupted: %d left; rerun the same command to continue",
+                    summary.pending)
     elif summary.reason == "auth":
         log.error("fix %s or --base-url and rerun", API_KEY_ENV)
+    for label, name in (("gallery", INDEX_NAME), ("results", RESULTS_NAME)):
+        if (out_dir / name).is_file():
+            log.info("%s: %s", label, out_dir / name)
     log.log(SUMMARY, summary.line())
-    return summary.exit_code
 
 
 async def _run_async(args: argparse.Namespace, jobs: JobFile, config: RunConfig,
                      reporter: Reporter) -> RunSummary:
+    from dataclasses import replace
+
+    from .runner import arun_batch
+
     if not args.simulate:
         return await arun_batch(jobs, config, reporter=reporter, handle_signals=True)
+    from .simulator import Simulator, SimulatorConfig
+
     simulator = Simulator(SimulatorConfig(
         latency=args.sim_latency, jitter=args.sim_latency / 2, credits=args.sim_credits,
         price=args.price / 1_000_000,
@@ -301,10 +217,39 @@ async def _run_async(args: argparse.Namespace, jobs: JobFile, config: RunConfig,
         await simulator.close()
 
 
+def _folder(args: argparse.Namespace) -> Path:
+    """The output folder `status`/`report` are about: the argument itself, or the
+    folder of a job file (--out, else output/<stem>, else its simulated twin)."""
+    from .manifest import MANIFEST_NAME
+    from .readers import SUFFIXES
+
+    target: Path = args.target
+    if target.is_dir():
+        if args.out is not None:
+            raise UsageError(f"--out goes with a job file, and {target} is a folder")
+        return target
+    if not target.exists():
+        raise UsageError(f"{target}: no such output folder or job file")
+    if target.suffix.lower() not in SUFFIXES:
+        raise UsageError(f"{target} is neither an output folder nor a job file "
+                         f"({' '.join(SUFFIXES)})")
+    folder = args.out or Path("output") / target.stem
+    simulated = folder.with_name(folder.name + SIMULATED_SUFFIX)
+    if (args.out is None and not (folder / MANIFEST_NAME).is_file()
+            and (simulated / MANIFEST_NAME).is_file()):
+        print(f"note: {folder} holds no run of {target}; showing the simulated run in "
+              f"{simulated}", file=sys.stderr)
+        return simulated
+    if not (folder / MANIFEST_NAME).is_file():
+        raise UsageError(f"{target} has not run into {folder} yet (it has no {MANIFEST_NAME}); "
+                         f"`batchgen validate {target}` estimates it")
+    return folder
+
+
 def _status(args: argparse.Namespace) -> int:
     from .status import format_status, status
 
-    info = status(args.out_dir)
+    info = status(_folder(args))
     print(json.dumps(info, indent=2) if args.json else format_status(info))
     return 0
 
@@ -312,7 +257,11 @@ def _status(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .status import regenerate
 
-    written, warnings = regenerate(args.out_dir)
+    folder = _folder(args)
+    try:
+        written, warnings = regenerate(folder)
+    except OSError as exc:
+        raise UsageError(f"cannot write the reports in {folder}: {exc.strerror}") from None
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for path in written:
@@ -320,32 +269,35 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _words(text: str) -> list[str]:
-    """A comma-separated list on the command line, e.g. "503,503,CANCELLED"."""
-    return [word for word in text.split(",") if word]
-
-
 def _simulator(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from .simulator import Simulator, SimulatorConfig
+
     try:
         config = SimulatorConfig(
             latency=args.latency, jitter=args.jitter, credits=args.credits, rpm=args.rpm,
             rate_window=args.rate_window, response_format=args.response_format,
-            fault_rate=args.fault_rate, fault_kinds=tuple(_words(args.faults)),
-            fault_script=_words(args.fault_script), retry_after=args.retry_after,
-            status_faults=_words(args.status_faults), status_fault=args.status_fault or None,
-            file_faults=_words(args.file_faults), file_fault=args.file_fault or None,
-            seed=args.seed,
+            fault_rate=args.fault_rate, fault_kinds=tuple(args.faults),
+            fault_script=args.fault_script, retry_after=args.retry_after,
+            status_faults=args.status_faults, status_fault=args.status_fault,
+            file_faults=args.file_faults, file_fault=args.file_fault, seed=args.seed,
             reject_marker=args.reject_marker or None, fail_marker=args.fail_marker or None,
             key=args.key, hang=args.hang, image_size=args.image_size, price=args.price,
             queue_delay=args.queue_delay, result_ttl=args.result_ttl,
             credits_endpoint=not args.no_credits_endpoint,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # the converters catch most; the rest is said here
         raise UsageError(str(exc)) from None
 
     async def serve() -> None:
         simulator = Simulator(config)
-        url = await simulator.start(args.host, args.port)
+        try:
+            url = await simulator.start(args.host, args.port)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: "
+                             f"{exc.strerror or exc}") from None
         print(f"batchgen simulator serving the Segmind API at {url}", flush=True)
         print(f"try: curl -H 'x-api-key: any' -H 'content-type: application/json' "
               f"-d '{{\"prompt\": \"a red fox\"}}' {url}/v1/luma-photon-txt-2-img -o fox.png",

@@ -28,18 +28,19 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
-
-import pandas as pd
-import yaml
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import JobFileError
+
+if TYPE_CHECKING:  # pandas and yaml are imported by the readers that need them
+    import pandas as pd
 
 SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".xlsx", ".yaml", ".yml", ".jsonl")
 MAX_REPORTED_PROBLEMS = 200
 _ALIASES = {"ratio": "aspect_ratio", "aspectratio": "aspect_ratio"}
-# CBaseLoader is libyaml's fast parser with the same "every scalar is a string" rules.
-_YAML_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+# None: libyaml's CBaseLoader, a fast parser with the same "every scalar is a string"
+# rules, when PyYAML has it; else yaml.BaseLoader. (Tests set BaseLoader here.)
+_YAML_LOADER: Any = None
 
 Row = tuple[str, dict[str, Any]]  # (location such as "row 14", {original column: value})
 
@@ -175,6 +176,8 @@ def _table(frame: pd.DataFrame, problems: Problems, empty: str, *, sheet: str | 
 def _read_delimited(data: bytes, suffix: str, problems: Problems) -> pd.DataFrame:
     """A CSV or TSV as strings. The bytes go to pandas once checked to be UTF-8 (the
     text is not kept: a second copy of a large file while pandas parses it)."""
+    import pandas as pd
+
     _decode(data, problems)
     if suffix in (".tsv", ".tab"):
         sep, quoting = "\t", csv.QUOTE_NONE  # a '"' in a TSV is part of the prompt
@@ -222,6 +225,8 @@ def _report_long_rows(text: str, sep: str, quoting: int, problems: Problems) -> 
 def _read_excel(data: bytes, sheet: str | None, problems: Problems) -> tuple[pd.DataFrame, str]:
     """The first sheet (or the named one), each cell as the text Excel shows, and the
     sheet's name."""
+    import pandas as pd
+
     try:
         with pd.ExcelFile(io.BytesIO(data), engine="openpyxl") as book:
             if sheet is not None and sheet not in book.sheet_names:
@@ -321,8 +326,11 @@ def _jsonl_rows(text: str, problems: Problems) -> Iterator[Row]:
 def _yaml_rows(text: str, problems: Problems) -> tuple[list[Row], str]:
     """Items as rows with the `defaults` filled in, and the defaults' aspect ratio
     ('' if none). BaseLoader: every scalar stays a string, so 16:9 is never 969."""
+    import yaml
+
+    loader = _YAML_LOADER or getattr(yaml, "CBaseLoader", yaml.BaseLoader)
     try:
-        document = yaml.load(text, Loader=_YAML_LOADER)
+        document = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else None

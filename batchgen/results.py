@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TextIO
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .jobs import Job
 from .money import usd_text
 from .reports import cell
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BASE_COLUMNS = ["id", "prompt", "aspect_ratio", "state", "file", "cost", "attempts", "error"]
 CHUNK_ROWS = 10_000
@@ -29,6 +30,8 @@ def metadata_columns(jobs: Iterable[Job]) -> list[str]:
 def results_frame(rows: Sequence[dict[str, Any]], meta: Sequence[str]) -> pd.DataFrame:
     """results.csv as a DataFrame. A metadata column named like one of ours (say
     `state`) is written as `metadata.state` so neither hides the other."""
+    import pandas as pd  # here, not at the top: `batchgen --help` need not load it
+
     headers = [f"metadata.{name}" if name in BASE_COLUMNS else name for name in meta]
     records = [
         [r["id"], r["prompt"], r["aspect_ratio"], r["state"], r["file"],

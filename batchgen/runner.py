@@ -187,7 +187,7 @@ async def _preflight(pool: Pool, client: Client, config: RunConfig, jobs_left: i
 
 async def _work(pool: Pool, plan: Plan, reporter: Reporter, config: RunConfig,
                 signals: list[int] | None) -> None:
-    reporter.start(len(plan.to_run))
+    reporter.start(len(plan.to_run), config.price_micro)
     ticker = asyncio.create_task(reporter.tick())
     remove = _install_signals(pool, config, signals) if signals is not None else None
     try:

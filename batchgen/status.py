@@ -16,6 +16,8 @@ from .money import format_usd, micro_to_usd, usd_to_micro
 from .reports import INDEX_NAME, RESULTS_NAME, job_rows, write_reports
 from .store import ImageStore
 
+MAX_CAUSES = 10  # failure causes listed one by one; the rest are counted
+
 
 def load_history(out_dir: Path) -> Replay:
     path = out_dir / MANIFEST_NAME
@@ -87,7 +89,8 @@ def status(out_dir: Path) -> dict[str, Any]:
             reasons[row["reason"]] += 1
         elif row["state"] == "failed":
             retryable += row["retryable"]
-            causes[row["error"][:120]] += 1
+            record = history.jobs.get(row["id"])
+            causes[failure_cause(record.status if record else None, row["error"])] += 1
     run = history.last_run
     started = run["started"] if run else None
     finished = run["finished"] if run else None
@@ -128,6 +131,25 @@ def status(out_dir: Path) -> dict[str, Any]:
     }
 
 
+def failure_cause(status: int | None, error: str) -> str:
+    """A failure's cause as a run counts it (RunSummary.failures): '400 prompt flagged'."""
+    return f"{status or ''} {error}".strip()[:120]
+
+
+def cause_lines(causes: dict[str, int], limit: int = MAX_CAUSES) -> list[str]:
+    """Failures grouped by cause, most common first, one line each ('  10 × 400 prompt
+    flagged'); past `limit` causes, one line says how many more."""
+    ranked = sorted(causes.items(), key=lambda item: -item[1])
+    width = len(str(ranked[0][1])) if ranked else 1
+    lines = [f"  {count:>{width}} × {cause}" for cause, count in ranked[:limit]]
+    rest = ranked[limit:]
+    if rest:
+        jobs = sum(count for _, count in rest)
+        lines.append(f"  … and {len(rest)} more cause{'s' * (len(rest) != 1)} "
+                     f"({jobs} job{'s' * (jobs != 1)})")
+    return lines
+
+
 def format_status(info: dict[str, Any]) -> str:
     """`batchgen status` for people."""
     last = info["last_run"]
@@ -150,7 +172,9 @@ def format_status(info: dict[str, Any]) -> str:
         f"  spent {money(info['spent_total'])} in total over {info['runs']} "
         f"run{'s' if info['runs'] != 1 else ''}, {money(info['spent_last_run'])} in the last",
     ]
-    lines += [f"  {n} × {cause}" for cause, n in info["failure_causes"].items()]
+    if info["failure_causes"]:
+        lines.append("  failures by cause:")
+        lines += ["  " + line for line in cause_lines(info["failure_causes"])]
     if last["run_id"]:
         end = when(last["finished"], seconds=True)
         exit_code = "" if last["exit_code"] is None else f", exit {last['exit_code']}"

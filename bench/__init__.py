@@ -17,6 +17,8 @@ against a simulator (`python -m batchgen simulator`) in its own process on loopb
    1024-px images, with thumbnails vs the same page rendered without them, for the
    simulator's gradients and for photo-like JPEGs; and `batchgen report` making the
    thumbnails of a folder from before them.
+8. start-up: `batchgen --help` and `--version` wall time vs `python -c pass` (best of
+   10 each, interleaved), and `batchgen validate` of the example file for comparison.
 
 Modules: harness (processes, measurement, data), baselines, suite (the
 benchmarks), run (the command line and the table), hotspots (cProfile).

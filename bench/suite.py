@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from .harness import (
     BIG_RATE,
+    ROOT,
     Child,
     SimulatorProcess,
     StatsWatcher,
@@ -57,6 +58,7 @@ class Sizes:
     storm_jobs: int = 450
     gallery_images: int = 1000  # 1024-px images behind the gallery
     photos: int = 16  # distinct photo-like images among them
+    startup_repeats: int = 10  # start-up timings: best of this many
     timeout: float = 900.0  # per child process
     share_simulators: bool = False  # reuse one simulator per setting (cheaper, less exact)
 
@@ -69,7 +71,7 @@ QUICK = Sizes("quick", throughput_jobs=400, rate_jobs=240, sequential_jobs=20, z
 SMOKE = Sizes("smoke", latency=0.05, throughput_jobs=32, rate_jobs=25, sequential_jobs=4,
               zero_jobs=60, sequential_zero_jobs=20, repeats=1, memory_small=50,
               memory_large=300, big_rows=500, storm_window=2.0, storm_jobs=20,
-              gallery_images=24, photos=2, timeout=60.0, share_simulators=True)
+              gallery_images=24, photos=2, timeout=60.0, share_simulators=True, startup_repeats=2)
 PRESETS = {s.name: s for s in (FULL, QUICK, SMOKE)}
 
 
@@ -371,6 +373,40 @@ class Bench:
                 f"{report.wall_s:.1f} s, {n / report.wall_s:.0f} images/s", None, "info"),
         ]
 
+    # -- 8. start-up ---------------------------------------------------------------------
+
+    def startup(self) -> list[Row]:
+        """`batchgen --help` and `--version` against the interpreter's own start-up:
+        nothing heavy (pandas, aiohttp, tqdm) may be imported before a command needs it."""
+        s = self.sizes
+        say(f"8. start-up: best of {s.startup_repeats} wall times each, vs python -c pass")
+        batchgen = [sys.executable, "-m", "batchgen"]
+        commands = {
+            "pass": [sys.executable, "-c", "pass"],
+            "--help": [*batchgen, "--help"],
+            "--version": [*batchgen, "--version"],
+            "run --help": [*batchgen, "run", "--help"],
+            "validate": [*batchgen, "validate", str(ROOT / "jobs" / "example.csv"),
+                         "--out", str(self.tmp / "startup-none")],
+        }
+        best = dict.fromkeys(commands, float("inf"))
+        for _ in range(s.startup_repeats):  # interleaved, so drift hits them all alike
+            for name, args in commands.items():
+                best[name] = min(best[name], self.child(args, f"batchgen {name}").wall_s)
+        base = best["pass"]
+        say("  " + ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in best.items()))
+        rows = []
+        for name, target in (("--help", 10), ("--version", 10), ("run --help", 10),
+                             ("validate", None)):
+            ratio = best[name] / base
+            what = ("`batchgen validate` of the 8-job example (reads pandas)" if target is None
+                    else f"`batchgen {name}` wall time vs `python -c pass`")
+            rows.append(Row("8 start-up", f"{what}, best of {s.startup_repeats}",
+                            f"{best[name] * 1000:.0f} ms vs {base * 1000:.0f} ms", ratio,
+                            "info" if target is None else f"<= {target}",
+                            None if target is None else ratio <= target))
+        return rows
+
 
 GALLERY_SIDE = 1024
 
@@ -475,4 +511,5 @@ BENCHMARKS: dict[str, Callable[[Bench], list[Row]]] = {
     "big": Bench.big_file,
     "storm": Bench.storm,
     "gallery": Bench.gallery,
+    "startup": Bench.startup,
 }

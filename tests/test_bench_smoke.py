@@ -16,10 +16,10 @@ def test_every_benchmark_runs_at_smoke_size_and_prints_its_ratio(tmp_path, capsy
     out = capsys.readouterr().out
     assert code == 0, out
     for section in ("1 throughput", "2 alternatives", "3 overhead", "4 memory", "5 resume",
-                    "6 429 storm", "7 gallery"):
+                    "6 429 storm", "7 gallery", "8 start-up"):
         assert f"| {section} |" in out
     assert "ERROR" not in out
-    assert len(BENCHMARKS) == 7
+    assert len(BENCHMARKS) == 8
     saved = (tmp_path / "RESULTS.md").read_text()
     assert "cores" in saved and "Python" in saved and "| 5 resume |" in saved
     assert [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]  # generated data removed

@@ -799,15 +799,15 @@ def test_the_shell_simulator_takes_the_new_faults_as_options():
 
 def test_simulator_command_refuses_an_unknown_fault(cli):
     result = cli("simulator", "--fault-script", "503,999")
-    assert result.code == 2 and "unknown fault '999'" in result.err
+    assert result.code == 2 and "--fault-script: '999' is not one of 500, " in result.err
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--status-faults", "503,cancelled", "unknown status fault 'cancelled'"),
-    ("--status-fault", "5O3", "unknown status fault '5O3'"),
-    ("--file-faults", "WEIRD", "unknown file fault 'WEIRD'"),
-    ("--file-fault", "lost", "unknown file fault 'lost'"),
-    ("--retry-after", "-1", "retry_after"),
+    ("--status-faults", "503,cancelled", "--status-faults: 'cancelled' is not an HTTP status"),
+    ("--status-fault", "5O3", "--status-fault: '5O3' is not an HTTP status"),
+    ("--file-faults", "WEIRD", "--file-faults: 'WEIRD' is not an HTTP status"),
+    ("--file-fault", "lost", "--file-fault: 'lost' is not an HTTP status"),
+    ("--retry-after", "-1", "--retry-after: '-1' is not a number ≥ 0"),
 ])
 def test_simulator_command_refuses_an_unknown_poll_or_download_fault(cli, option, value,
                                                                      message):
