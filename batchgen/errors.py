@@ -52,6 +52,11 @@ class StopReason(Enum):
 _BY_WORD = {reason.word: reason for reason in StopReason}
 
 
+def failure_cause(status: int | None, error: str) -> str:
+    """A failure's cause, as a run and `status` group them: '400 prompt flagged'."""
+    return f"{status or ''} {error}".strip()[:120]
+
+
 class BatchgenError(Exception):
     """Base of every error batchgen raises on purpose."""
 

@@ -199,6 +199,8 @@ def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
     job_file = Path(last["started"].job_file or "").name if last else ""
     job_file = job_file or "batchgen"
     first_ts = runs[0]["started"].ts if runs else None
+    simulated = (' · <strong class="simulated">simulated: placeholder images, no money '
+                 "spent</strong>" if last and last["started"].simulated else "")
     last_ts = ((last["finished"] or last["started"]).ts) if last else None
     stats = [("jobs", total, ""), ("done", counts["done"], "done"),
              ("failed", counts["failed"], "failed"), ("pending", counts["pending"], "pending"),
@@ -223,7 +225,7 @@ def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
 <style>{_CSS}</style></head><body>
 <header><h1>{esc(job_file)}</h1>
 <p class="sub">batchgen results · {len(runs)} run{"s" if len(runs) != 1 else ""}, \
-{esc(when(first_ts))} → {esc(when(last_ts))}</p>
+{esc(when(first_ts))} → {esc(when(last_ts))}{simulated}</p>
 <ul class="stats">{stat_items}</ul></header>
 <form id="controls" hidden role="search"><label>state <select id="state">
 <option value="">all ({total})</option>{options}</select></label>

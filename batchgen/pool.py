@@ -42,6 +42,7 @@ from .errors import (
     RetryableError,
     StillRunning,
     StopReason,
+    failure_cause,
 )
 from .events import Failed, Pending, Submitted, Succeeded
 from .jobs import Job
@@ -338,7 +339,7 @@ class Pool:
     def _failed(self, ticket: Ticket, exc: ApiError, *, retryable: bool) -> None:
         job = ticket.job
         self.failed += 1
-        self.failures[f"{exc.status or ''} {exc.message}".strip()[:120]] += 1
+        self.failures[failure_cause(exc.status, exc.message)] += 1
         self.manifest.write(Failed(
             job_id=job.id, fp=job.fp, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
             metadata=job.metadata, status=exc.status, error=exc.message, retryable=retryable,

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .errors import JobFileError, UsageError
+from .errors import JobFileError, UsageError, failure_cause
 from .gallery import price_micro, when
 from .jobs import Job, load_jobs
 from .lock import running_pid
@@ -129,11 +129,6 @@ def status(out_dir: Path) -> dict[str, Any]:
         "price": micro_to_usd(price),
         "warnings": warnings,
     }
-
-
-def failure_cause(status: int | None, error: str) -> str:
-    """A failure's cause as a run counts it (RunSummary.failures): '400 prompt flagged'."""
-    return f"{status or ''} {error}".strip()[:120]
 
 
 def cause_lines(causes: dict[str, int], limit: int = MAX_CAUSES) -> list[str]:

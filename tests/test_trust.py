@@ -160,3 +160,46 @@ def test_ctrl_c_works_where_the_loop_takes_no_signal_handlers(tmp_path, start_si
     assert proc.returncode == 130, err
     assert events(out, "run_finished")[0]["reason"] == "interrupted"
     assert sim.charged == len(events(out, "succeeded"))
+
+
+# -- the same, as a user types it ----------------------------------------------------------
+
+
+def test_try_it_simulated_then_for_real_never_mixes_the_two(tmp_path, sim, cli, monkeypatch):
+    """The first-hour trap: `--simulate` to try, then a real run of the same file."""
+    monkeypatch.chdir(tmp_path)
+    jobs = write_jobs(tmp_path / "prompts.csv", ["a", "b"])
+    tried = cli("run", jobs, "--simulate", "--no-progress", "--sim-latency", "0")
+    assert tried.code == 0, tried.err
+    simulated = tmp_path / "output" / "prompts-simulated"
+    assert "simulated" in (simulated / "index.html").read_text(encoding="utf-8")
+    assert "simulated" in cli("status", simulated).out
+    real = cli("run", jobs, "--base-url", sim.base_url, "--no-progress", "--rate", "100000")
+    assert real.code == 0 and sim.charged == 2  # its own folder: nothing counted as done
+    into = cli("run", jobs, "--out", simulated, "--base-url", sim.base_url, "--no-progress")
+    assert into.code == 2 and "--discard-simulated" in into.err
+    assert sim.charged == 2
+
+
+def test_skip_invalid_from_the_command_line(tmp_path, sim, cli):
+    path = tmp_path / "nightly.csv"
+    path.write_text("prompt,aspect_ratio\na fox,1:1\n,1:1\na cat,7:3\n", encoding="utf-8")
+    out = tmp_path / "out"
+    strict = cli("run", path, "--out", out, "--base-url", sim.base_url, "--no-progress")
+    assert strict.code == 2 and sim.records == []
+    result = cli("run", path, "--out", out, "--base-url", sim.base_url, "--no-progress",
+                 "--skip-invalid")
+    assert result.code == 1 and "invalid=2" in result.err
+    assert "invalid.csv" in result.err and (out / "invalid.csv").exists()
+    assert sim.charged == 1
+
+
+def test_take_over_from_the_command_line(tmp_path, sim, cli):
+    a, b = write_jobs(tmp_path / "a.csv", ["a"]), write_jobs(tmp_path / "b.csv", ["b"])
+    out = tmp_path / "out"
+    assert cli("run", a, "--out", out, "--base-url", sim.base_url, "--no-progress").code == 0
+    refused = cli("run", b, "--out", out, "--base-url", sim.base_url, "--no-progress")
+    assert refused.code == 2 and "a.csv" in refused.err and "--take-over" in refused.err
+    assert cli("run", b, "--out", out, "--base-url", sim.base_url, "--no-progress",
+               "--take-over").code == 0
+    assert sim.charged == 2
