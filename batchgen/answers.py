@@ -119,12 +119,27 @@ def float_header(headers: Mapping[str, str], name: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def clean_text(value: object, limit: int = 500) -> str:
+    """Text from the API as something safe to record and print: at most `limit`
+    characters, and never a lone surrogate (JSON's "\ud800"), which UTF-8 cannot hold."""
+    text = str(value)[:limit]
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
+
+
 def error_message(body: bytes) -> str:
     data = json_object(body)
     if data is not None and data.get("error"):
-        return str(data["error"])[:500]
-    text = body.decode("utf-8", "replace").strip()
-    return text[:200] or "no error message"
+        return clean_text(data["error"])
+    return clean_text(body.decode("utf-8", "replace").strip(), 200) or "no error message"
+
+
+def decode(raw: bytes, encoding: str, cap: int) -> bytes:
+    """A whole encoded body, decoded under the cap (run in a thread: undoing 50 MB of
+    gzip takes long enough to hold up every other request's answer)."""
+    decoder = Decoder(encoding, cap)
+    for start in range(0, len(raw), CHUNK):
+        decoder.feed(raw[start:start + CHUNK])
+    return decoder.result()
 
 
 def json_object(body: bytes) -> dict[str, Any] | None:

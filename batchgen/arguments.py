@@ -351,6 +351,8 @@ def _simulator_options(sim: Parser) -> None:
                          metavar="S", help="seconds of the --rpm window (default 60)")
     account.add_argument("--no-credits-endpoint", action="store_true",
                          help="answer 404 to GET /v1/get-user-credits")
+    account.add_argument("--credits-delay", type=number(0), default=0.0, metavar="S",
+                         help="seconds GET /v1/get-user-credits takes (default 0)")
 
     timing = sim.add_argument_group("timing")
     timing.add_argument("--latency", type=number(0), default=0.0, metavar="S",
@@ -362,8 +364,8 @@ def _simulator_options(sim: Parser) -> None:
     timing.add_argument("--result-ttl", type=number(0), default=3600.0, metavar="S",
                         help="v2: seconds a result stays available (default 3600)")
     timing.add_argument("--hang", type=number(0), default=3600.0, metavar="S",
-                        help="seconds a 'timeout' fault keeps the client waiting "
-                             "(default 3600)")
+                        help="seconds a 'timeout' fault keeps the client waiting, and a "
+                             "'late' one holds back a billed answer (default 3600)")
 
     faults = sim.add_argument_group("faults")
     faults.add_argument("--fault-rate", type=number(0, maximum=1), default=0.0, metavar="P",
@@ -397,5 +399,7 @@ def _simulator_options(sim: Parser) -> None:
                              "used up")
     faults.add_argument("--reject-marker", default="[reject]", metavar="TEXT",
                         help="prompts containing it get 400 (default [reject]; '' for none)")
+    faults.add_argument("--reject-message", default="Prompt rejected by content filter",
+                        metavar="TEXT", help="the error text of that 400")
     faults.add_argument("--fail-marker", default="[fail]", metavar="TEXT",
                         help="v2 prompts containing it end FAILED (default [fail])")

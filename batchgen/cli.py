@@ -13,10 +13,13 @@ Exit codes (SPEC §3): 0 done · 1 some jobs failed · 2 invalid input or usage 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,8 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     commands = {"run": _run, "validate": _validate, "status": _status, "report": _report,
                 "simulator": _simulator}
+    terminate = _Terminate()
     try:
-        return commands[args.command](args)
+        with terminate:
+            return commands[args.command](args)
+    except KeyboardInterrupt:  # before a run took over the signals: nothing was sent yet
+        print("interrupted; nothing was sent", file=sys.stderr)
+        return 143 if terminate.received else 130
     except JobFileError as exc:
         print("error: the job file is not valid:", *exc.problems, sep="\n  ", file=sys.stderr)
         print("nothing was sent.", file=sys.stderr)
@@ -91,6 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     except LockedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 6
+
+
+class _Terminate:
+    """While a command runs, SIGTERM stops it like Ctrl-C (a clean exit 143 instead of
+    dying mid-write) wherever a run has not installed its own handlers."""
+
+    received = False
+
+    def __enter__(self) -> _Terminate:
+        self._previous = None
+        if hasattr(signal, "SIGTERM") and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError, OSError):
+                self._previous = signal.signal(signal.SIGTERM, self._interrupt)
+        return self
+
+    def _interrupt(self, signum: int, frame: object) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _load(args: argparse.Namespace) -> JobFile:
@@ -188,6 +218,10 @@ def _tell_end(summary: RunSummary, out_dir: Path) -> None:
                     summary.pending)
     elif summary.reason == "auth":
         log.error("fix %s or --base-url and rerun", API_KEY_ENV)
+    if summary.unanswered_micro:
+        log.warning("%s of requests got no answer in time and may have been billed "
+                    "(kept aside from --max-cost; not in spent=)",
+                    format_usd(summary.unanswered_micro))
     for label, name in (("gallery", INDEX_NAME), ("results", RESULTS_NAME)):
         if (out_dir / name).is_file():
             log.info("%s: %s", label, out_dir / name)
@@ -286,7 +320,8 @@ def _simulator(args: argparse.Namespace) -> int:
             reject_marker=args.reject_marker or None, fail_marker=args.fail_marker or None,
             key=args.key, hang=args.hang, image_size=args.image_size, price=args.price,
             queue_delay=args.queue_delay, result_ttl=args.result_ttl,
-            credits_endpoint=not args.no_credits_endpoint,
+            credits_endpoint=not args.no_credits_endpoint, credits_delay=args.credits_delay,
+            reject_message=args.reject_message,
         )
     except ValueError as exc:  # the converters catch most; the rest is said here
         raise UsageError(str(exc)) from None

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import ipaddress
+import re
 import time
 import zlib
 from collections.abc import AsyncIterator, Mapping
@@ -32,6 +33,8 @@ from .answers import (
     MAX_DOWNLOAD_BYTES,
     Decoder,
     TooBig,
+    clean_text,
+    decode,
     error_message,
     float_header,
     json_object,
@@ -43,6 +46,7 @@ from .errors import (
     FatalApiError,
     InvalidImage,
     JobRejected,
+    NoAnswer,
     RequestLost,
     RetryableError,
 )
@@ -50,6 +54,9 @@ from .store import image_extension
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 REDIRECTS = (301, 302, 303, 307, 308)
+QUICK_TIMEOUT = 30.0  # seconds for a status poll or a balance check: quick questions
+# A v2 request id goes into URLs and the manifest: letters, digits and a few marks.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,17 +128,19 @@ class Client:
     # -- requests ------------------------------------------------------------------
 
     async def _request(self, method: str, url: str, payload: dict | None = None, *,
-                       billable: bool = False) -> Answer:
-        """One request. Network trouble becomes RetryableError; if `billable` and the
-        status said 200, any trouble with the body is a billed InvalidImage. The key
-        goes only to the API's own scheme, host and port."""
+                       billable: bool = False, timeout: float | None = None) -> Answer:
+        """One request. Network trouble becomes RetryableError, NoAnswer if `billable`
+        (it may have been billed); if `billable` and the status said 200, any trouble
+        with the body is a billed InvalidImage. The key goes only to the API's own
+        scheme, host and port. `timeout` shortens the client's for quick questions."""
         headers = {"x-api-key": self._api_key} if _origin(url) == self._api_origin else {}
+        limit = self._timeout if timeout is None else aiohttp.ClientTimeout(
+            total=min(timeout, self._timeout.total or timeout))
         started = time.monotonic()
         status = 0
         try:
             async with self._session.request(method, url, json=payload, headers=headers,
-                                             timeout=self._timeout,
-                                             allow_redirects=False) as resp:
+                                             timeout=limit, allow_redirects=False) as resp:
                 status = resp.status
                 body = await self._read_capped(resp)
                 return Answer(status, body, resp.headers, time.monotonic() - started)
@@ -142,7 +151,7 @@ class Client:
             problem = str(exc) or "undecodable body"
         except (asyncio.TimeoutError, aiohttp.ClientError, zlib.error) as exc:
             if not status:
-                raise _network_error(exc, self._timeout.total) from None
+                raise _network_error(exc, limit.total, billable) from None
             problem = f"the answer was cut off ({type(exc).__name__})"
         if billable and status == 200:
             raise InvalidImage(f"invalid image data: {problem}", 200)
@@ -154,10 +163,12 @@ class Client:
             if resp.content_length > self._max_download:
                 raise TooBig
             return await resp.read()
-        decoder = Decoder(encoding, self._max_download)
+        raw = Decoder("", self._max_download)  # the body as it came, capped
         async for chunk in resp.content.iter_chunked(CHUNK):
-            decoder.feed(chunk)
-        return decoder.result()
+            raw.feed(chunk)
+        if not encoding:
+            return raw.result()
+        return await asyncio.to_thread(decode, raw.result(), encoding, self._max_download)
 
     def _check(self, answer: Answer, url: str) -> None:
         if answer.status != 200:
@@ -193,7 +204,7 @@ class Client:
     async def credits(self) -> float:
         """The account balance in dollars (`GET /v1/get-user-credits`)."""
         url = f"{self.base_url}/v1/get-user-credits"
-        answer = await self._request("GET", url)
+        answer = await self._request("GET", url, timeout=QUICK_TIMEOUT)
         self._check(answer, url)
         try:
             return float((json_object(answer.body) or {})["credits"])
@@ -210,15 +221,18 @@ class Client:
                                                    "aspect_ratio": aspect_ratio}, billable=True)
         self._check(answer, url)
         request_id = (json_object(answer.body) or {}).get("request_id")
-        if not request_id:
-            raise InvalidImage("v2 submit answered without a request_id", 200)
-        return str(request_id)
+        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+            raise InvalidImage("v2 submit answered without a usable request_id: "
+                               f"{clean_text(request_id, 80)!r}", 200)
+        return request_id
 
     async def status(self, request_id: str) -> tuple[str, str | None]:
         """v2: (state, error message). The state is whatever the API says, upper-cased
         (QUEUED, PROCESSING, COMPLETED, FAILED, or anything else); 404 is RequestLost."""
-        data = await self._v2_get(f"{self.base_url}/v2/requests/{request_id}/status")
-        return str(data.get("status", "")).upper(), data.get("error")
+        data = await self._v2_get(f"{self.base_url}/v2/requests/{request_id}/status",
+                                  timeout=QUICK_TIMEOUT)
+        error = data.get("error")
+        return clean_text(data.get("status", ""), 40).upper(), clean_text(error) if error else None
 
     async def result(self, request_id: str) -> GeneratedImage:
         """v2: the finished image of a COMPLETED request. 404: RequestLost."""
@@ -226,7 +240,7 @@ class Client:
         data = await self._v2_get(f"{self.base_url}/v2/requests/{request_id}")
         state = str(data.get("status", "")).upper()
         if state == "FAILED":
-            raise JobRejected(str(data.get("error") or "generation failed"), 422)
+            raise JobRejected(clean_text(data.get("error") or "generation failed"), 422)
         if state != "COMPLETED":
             raise RetryableError(f"request {request_id} is not finished: {state or '?'}")
         image, content_type = await self._image_from_json(data)
@@ -234,8 +248,8 @@ class Client:
                               content_type=content_type,
                               latency_s=time.monotonic() - started, request_id=request_id)
 
-    async def _v2_get(self, url: str) -> dict[str, Any]:
-        answer = await self._request("GET", url)
+    async def _v2_get(self, url: str, timeout: float | None = None) -> dict[str, Any]:
+        answer = await self._request("GET", url, timeout=timeout)
         data = json_object(answer.body)
         if answer.status == 422 and data and str(data.get("status", "")).upper() == "FAILED":
             return data  # the API serves FAILED requests with 422, the state in the body
@@ -296,10 +310,16 @@ class Client:
         return answer.body
 
 
-def _network_error(exc: BaseException, timeout: float | None) -> RetryableError:
+def _network_error(exc: BaseException, timeout: float | None,
+                   billable: bool) -> RetryableError:
+    """A request without an answer. If it may have been billed and may have reached
+    the API - a timeout, or a connection lost after connecting - say so: NoAnswer."""
     if isinstance(exc, asyncio.TimeoutError):
-        return RetryableError(f"no answer within {timeout:g}s")
-    return RetryableError(f"connection failed: {type(exc).__name__}")
+        message = f"no answer within {timeout:g}s"
+    else:
+        message = f"connection failed: {type(exc).__name__}"
+    reached = not isinstance(exc, aiohttp.ClientConnectorError)
+    return NoAnswer(message) if billable and reached else RetryableError(message)
 
 
 def _origin(url: str) -> tuple[str, str]:

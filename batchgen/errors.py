@@ -10,6 +10,7 @@ The type of an API error tells the pool what to do::
     └── ApiError                a request went wrong; .status, .billed
         ├── RetryableError      retry this request later (5xx, connection, timeout)
         │   ├── RateLimited     429: wait .retry_after, costs no retry
+        │   ├── NoAnswer        sent, but no answer in time: it may have been billed
         │   └── InvalidImage    a 200 that held no image: billed, then retried
         ├── RequestLost         v2: a submitted id is unknown: billed once, resubmitted once
         ├── StillRunning        v2: not finished within --timeout: the next run collects it
@@ -37,6 +38,8 @@ class StopReason(Enum):
     API_REFUSED = ("auth", 5, "the API refused the key or endpoint: fix it and rerun")
     OUTAGE = ("outage", 1, "the API was unavailable longer than --max-outage: rerun to continue")
     OUTPUT_ERROR = ("output_error", 1, "the output folder could not be written: fix it and rerun")
+    INTERNAL_ERROR = ("internal_error", 1,
+                      "batchgen met an unexpected error (see the log): rerun to continue")
     INTERRUPTED = ("interrupted", 130, "interrupted: rerun to continue")
 
     def __init__(self, word: str, exit_code: int, advice: str):
@@ -107,6 +110,12 @@ class RetryableError(ApiError):
 
 class RateLimited(RetryableError):
     """429: the account's rate limit was hit. Costs nothing, so no retry is used up."""
+
+
+class NoAnswer(RetryableError):
+    """A request that may be billed went out, and no answer came back in time. The API
+    may have generated (and billed) it all the same, so its price stays set aside
+    against --max-cost for the rest of the run; it is retried."""
 
 
 class InvalidImage(RetryableError):

@@ -10,6 +10,9 @@ a run's lines add up to what the run spent (M1).
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any, ClassVar
@@ -29,6 +32,7 @@ class Event:
     name: ClassVar[str] = ""
     money: ClassVar[tuple[str, ...]] = ()
     names: ClassVar[tuple[str, ...]] = ()
+    checks: ClassVar[dict[str, Callable[[Any], bool]]] = {}
     ts: str = ""  # when it happened (UTC); set when it is written
 
     def to_line(self) -> dict[str, Any]:
@@ -40,21 +44,78 @@ class Event:
         return line
 
     @classmethod
-    def from_line(cls, line: dict[str, Any]) -> Event:
-        """The event a line holds; fields a line lacks (older manifests) take their
-        defaults, unknown fields are ignored."""
-        get = line.get
-        values = {name: cost_micro(get(name)) if name in cls.money else get(name)
-                  for name in cls.names if name in line}
-        return cls(ts=get("ts") or "", **values)
+    def from_line(cls, line: dict[str, Any]) -> Event | None:
+        """The event a line holds, or None when a field has the wrong type (a hand-edited
+        or corrupt line). Fields a line lacks (older manifests) take their defaults,
+        unknown fields are ignored."""
+        values = {}
+        for name, check in cls.checks.items():
+            if name in line:
+                value = line[name]
+                if not check(value):
+                    return None
+                values[name] = cost_micro(value) if name in cls.money else value
+        ts = line.get("ts")
+        return cls(ts=ts if isinstance(ts, str) else "", **values)
 
 
 by_name: dict[str, type[Event]] = {}
 
 
+def _text(value: Any) -> bool:
+    """A string UTF-8 can hold (no lone surrogate from a "\ud800" escape)."""
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return False
+    return True
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "str": _text,
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "float": _number,
+    "dict[str, Any]": lambda v: isinstance(v, dict) and _json(v),
+}
+_MONEY = 1_000_000.0  # dollars: no single line is worth more; beyond it, a corrupt one
+
+
+def _check(kind: str, money: bool) -> Callable[[Any], bool]:
+    if money:
+        return lambda v: _number(v) and 0 <= v < _MONEY
+    base, _, none = kind.partition(" | ")
+    check = _CHECKS[base]
+    return _optional(check) if none == "None" else check
+
+
 def _seal(cls: type[Event]) -> type[Event]:
-    """Register an event class under its name and list its fields once."""
+    """Register an event class under its name and list its fields, and the type
+    check of each, once."""
     cls.names = tuple(f.name for f in fields(cls) if f.name != "ts")
+    cls.checks = {f.name: _check(str(f.type), f.name in cls.money)
+                  for f in fields(cls) if f.name != "ts"}
     by_name[cls.name] = cls
     return cls
 

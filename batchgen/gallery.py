@@ -192,7 +192,7 @@ def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
     left = 0
     for r in rows():
         counts[r["state"]] += 1
-        left += r["state"] == "pending" or r["retryable"]
+        left += (r["state"] == "pending" and r["reason"] != "found") or r["retryable"]
     total = sum(counts.values())
     runs = history.runs
     last = runs[-1] if runs else None

@@ -43,10 +43,12 @@ class Ledger:
         self.price = price_micro
         self.spent = 0
         self.reserved = 0
+        self.uncertain = 0  # requests that got no answer: maybe billed, kept aside
         self._waiters: list[asyncio.Future] = []
 
     def fits(self) -> bool:
-        return self.cap is None or self.spent + self.reserved + self.price <= self.cap
+        return (self.cap is None
+                or self.spent + self.uncertain + self.reserved + self.price <= self.cap)
 
     async def reserve(self, account: Account, stop: asyncio.Event) -> bool:
         """Set one price aside for the account's next billable request. Waits while
@@ -82,6 +84,15 @@ class Ledger:
             self.reserved -= self.price
         self._changed()
         return True
+
+    def hold(self, account: Account) -> None:
+        """A request that may have been billed got no answer (a timeout): the API may
+        have charged it, so its price stays set aside against the cap for the rest of
+        the run. It is not counted as spent: no answer said so."""
+        if account.held:
+            account.held = False
+            self.reserved -= self.price
+            self.uncertain += self.price
 
     def release(self, account: Account) -> None:
         """The job ended or stopped: its unused reservation goes back."""

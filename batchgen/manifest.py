@@ -122,6 +122,7 @@ class JobRecord:
     reason: str = ""  # pending: why
     request_id: str | None = None  # v2: a request to collect rather than submit again
     request_status: str | None = None  # COMPLETED: already billed and counted
+    ts: str = ""  # when the latest line was written
 
 
 @dataclass
@@ -151,7 +152,7 @@ class Replay:
         record = self.jobs.get(event.job_id)
         if record is None:
             record = self.jobs[event.job_id] = JobRecord(event.name, event.fp)
-        record.kind, record.fp = event.name, event.fp or _legacy_fp(event)
+        record.kind, record.fp, record.ts = event.name, event.fp or _legacy_fp(event), event.ts
         if isinstance(event, Submitted):
             record.request_id, record.request_status = event.request_id, None
             return
@@ -213,6 +214,8 @@ def replay(path: Path) -> Replay:
                 result.bad_lines.append(number)
             else:
                 result.apply(event)
+    except OSError as exc:  # a folder named manifest.jsonl, an unreadable disk
+        raise OutputError(f"cannot read {path}: {exc.strerror}") from None
     finally:
         if collecting:
             gc.enable()

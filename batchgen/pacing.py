@@ -240,6 +240,7 @@ class CircuitBreaker:
         self.clock = clock
         self.failures = 0
         self.opened_at: float | None = None
+        self.failing_since: float | None = None  # when the first of this streak was sent
         self._delay = min(1.0, max_delay)
         self._next_probe = 0.0
         self._probing = False
@@ -251,7 +252,10 @@ class CircuitBreaker:
         return self.opened_at is not None
 
     def outage_seconds(self) -> float:
-        return 0.0 if self.opened_at is None else self.clock() - self.opened_at
+        """How long the API has been failing: since the first request of the current
+        streak of failures was sent (a request that hangs until --timeout counts from
+        when it went out, not from when it gave up)."""
+        return 0.0 if self.failing_since is None else self.clock() - self.failing_since
 
     def next_probe_in(self) -> float:
         """Seconds until a request may go out: 0 when closed or a probe is due,
@@ -271,11 +275,11 @@ class CircuitBreaker:
         return True
 
     async def admit(self, stop: asyncio.Event, max_outage: float) -> bool:
-        """Wait until a request may go out (True); False when `stop` is set or the
-        breaker has been open for `max_outage` seconds - `stop.is_set()` tells which."""
+        """Wait until a request may go out (True); False when `stop` is set or the API
+        has been failing for `max_outage` seconds - `stop.is_set()` tells which."""
         while not stop.is_set():
             left = max_outage - self.outage_seconds()
-            if self.is_open and left <= 0:
+            if self.failing_since is not None and left <= 0:
                 return False
             if self.try_admit():
                 return True
@@ -285,15 +289,20 @@ class CircuitBreaker:
 
     def succeeded(self) -> None:
         self.failures = 0
+        self.failing_since = None
         self._probing, self._prober = False, None
         if self.opened_at is not None:
             self.opened_at = None
             self._delay = min(1.0, self.max_delay)
             self._notify()
 
-    def failed(self) -> None:
+    def failed(self, sent_at: float | None = None) -> None:
+        """A request failed for want of a server; `sent_at` (by this clock) is when it
+        went out."""
         self.failures += 1
         now = self.clock()
+        if self.failing_since is None:
+            self.failing_since = now if sent_at is None else min(sent_at, now)
         if self._is_probe():  # the probe failed: wait longer before the next one
             self._probing, self._prober = False, None
             self._delay = min(self.max_delay, self._delay * 2)

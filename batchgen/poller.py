@@ -6,9 +6,10 @@ ids in order of due time, through the shared rate limit, each id's interval
 growing from `interval` to `max_interval` seconds, so polling load stays bounded
 however many jobs are in flight.
 
-Every wait is bounded (SPEC §8 S4): a request still QUEUED or PROCESSING after
-`timeout` seconds, and one whose status the API has not told for longer than
-`max_outage` seconds (5xx, an unknown state such as CANCELLED, a Retry-After
+Polls run side by side (up to POLLS_AT_ONCE), each with a short timeout, so one
+that hangs holds up no other. Every wait is bounded (SPEC §8 S4): a request still
+QUEUED or PROCESSING after `timeout` seconds, and one whose status the API has not
+told for longer than `max_outage` seconds (5xx, an unknown state such as CANCELLED, a Retry-After
 beyond it), end with `StillRunning`: the job keeps its request id for the next
 run, which collects it. Trouble while polling never leads to a second submit.
 """
@@ -28,6 +29,7 @@ from .errors import ApiError, JobRejected, RateLimited, RetryableError, StillRun
 from .pacing import AdaptiveRate, wait_event
 
 RUNNING = ("QUEUED", "PROCESSING")
+POLLS_AT_ONCE = 8  # status polls in flight at once
 #: FAILED messages worth a new submission rather than a permanent failure
 _TRANSIENT = re.compile(r"timeout|timed out|temporar|overload|unavailable|try again|capacity",
                         re.IGNORECASE)
@@ -58,6 +60,8 @@ class Poller:
         self._order = itertools.count()
         self._wake = asyncio.Event()
         self._never = asyncio.Event()  # polls go on after a stop: in-flight jobs finish
+        self._slots = asyncio.Semaphore(POLLS_AT_ONCE)
+        self._polling: set[asyncio.Task] = set()
 
     async def wait(self, request_id: str) -> None:
         """Return once the request COMPLETED. Raises JobRejected (FAILED),
@@ -86,26 +90,33 @@ class Poller:
                 continue
             heapq.heappop(self._due)
             if not watch.future.done():  # a cancelled worker no longer waits
-                await self._poll(watch)
+                await self._slots.acquire()  # a hung poll must not hold up the others
+                task = asyncio.create_task(self._poll(watch))
+                self._polling.add(task)
+                task.add_done_callback(self._polling.discard)
 
     async def _poll(self, watch: _Watch) -> None:
-        if self.rate is not None:
-            await self.rate.acquire(self._never)
-        self.polls += 1
         try:
-            state, error = await self.client.status(watch.request_id)
-        except RateLimited as exc:
             if self.rate is not None:
-                self.rate.rate_limited(exc.retry_after)
-            self._trouble(watch, "was rate limited", exc.retry_after)
-        except RetryableError as exc:
-            self._trouble(watch, f"failed ({exc})", exc.retry_after)
-        except ApiError as exc:
-            _settle(watch, exc)
-        else:
-            self._answer(watch, state, error)
+                await self.rate.acquire(self._never)
+            self.polls += 1
+            sent_at = self.clock()
+            try:
+                state, error = await self.client.status(watch.request_id)
+            except RateLimited as exc:
+                if self.rate is not None:
+                    self.rate.rate_limited(exc.retry_after)
+                self._trouble(watch, "was rate limited", exc.retry_after, sent_at)
+            except RetryableError as exc:
+                self._trouble(watch, f"failed ({exc})", exc.retry_after, sent_at)
+            except ApiError as exc:
+                _settle(watch, exc)
+            else:
+                self._answer(watch, state, error, sent_at)
+        finally:
+            self._slots.release()
 
-    def _answer(self, watch: _Watch, state: str, error: str | None) -> None:
+    def _answer(self, watch: _Watch, state: str, error: str | None, sent_at: float) -> None:
         if state == "COMPLETED":
             _settle(watch, None)
         elif state == "FAILED":
@@ -122,14 +133,17 @@ class Poller:
             watch.interval = min(self.max_interval, watch.interval * 1.5)
             self._schedule(watch, watch.interval)
         else:
-            self._trouble(watch, f"is {state or 'missing'}, which is no known state", None)
+            self._trouble(watch, f"is {state or 'missing'}, which is no known state", None,
+                          sent_at)
 
-    def _trouble(self, watch: _Watch, what: str, retry_after: float | None) -> None:
+    def _trouble(self, watch: _Watch, what: str, retry_after: float | None,
+                 sent_at: float) -> None:
         """The status could not be told: try again later, unless that would make the
-        request's status unknown for longer than max_outage."""
+        request's status unknown for longer than max_outage, counted from when the
+        first poll that could not tell was sent."""
         now = self.clock()
         if watch.failing_since is None:
-            watch.failing_since = now
+            watch.failing_since = sent_at
         delay = retry_after if retry_after else min(self.max_interval * 4, watch.interval * 2)
         watch.interval = min(self.max_interval * 4, watch.interval * 2)
         if now + delay - watch.failing_since > self.max_outage:

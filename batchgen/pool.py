@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ from .config import RunConfig
 from .errors import (
     ApiError,
     FatalApiError,
+    InvalidImage,
     JobRejected,
+    NoAnswer,
     OutOfCredits,
     OutputError,
     RateLimited,
@@ -108,6 +111,7 @@ class Pool:
         self.failures: Counter[str] = Counter()  # "400 prompt flagged" → jobs
         self.remaining_credits: float | None = None
         self._workers: list[asyncio.Task] = []
+        self._request_ids: set[str] = set()  # v2 ids submitted in this run
 
     # -- the lifecycle -------------------------------------------------------------
 
@@ -160,6 +164,11 @@ class Pool:
                 log.error("%s; stopping", exc)
                 self.stop(StopReason.OUTPUT_ERROR, str(exc))
                 return
+            except Exception as exc:  # a bug: stop cleanly, keep what the job cost
+                log.exception("unexpected error on %s; stopping", job.id)
+                self.stop(StopReason.INTERNAL_ERROR, f"unexpected error: {exc!r}")
+                self._pending(ticket, StopReason.INTERNAL_ERROR.word)
+                return
             finally:
                 self.ledger.release(ticket.account)
 
@@ -171,14 +180,22 @@ class Pool:
                     self._pending(ticket, self.stop_reason.word if self.stop_reason
                                   else StopReason.INTERRUPTED.word)
                     return
+                if ticket.attempts == 0 and (blocked := self.store.blocked(ticket.job.id)):
+                    self._failed(ticket, RetryableError(blocked), retryable=True)
+                    return  # nothing paid for an image that could not be saved
                 ticket.attempts += 1
+                sent_at = time.monotonic()
                 try:
                     image = await self._attempt(ticket)
                 except ApiError as exc:
                     if exc.billed:
                         self._charge(ticket)
-                    if not await self._handle(ticket, exc):
+                    elif isinstance(exc, NoAnswer):
+                        self.ledger.hold(ticket.account)
+                    if not await self._handle(ticket, exc, sent_at):
                         return
+                    if ticket.account.cost:  # billed, and tried again: on record now (M1)
+                        self._record_billed(ticket, exc)
                 else:
                     self._charge(ticket)
                     self.breaker.succeeded()
@@ -219,10 +236,14 @@ class Pool:
         if ticket.request_id is None and self.config.api == "v1":
             return await self.client.generate(job.prompt, job.aspect_ratio)
         if ticket.request_id is None:
-            ticket.request_id = await self.client.submit(job.prompt, job.aspect_ratio)
-            self.manifest.write(Submitted(job_id=job.id, fp=job.fp,
-                                          request_id=ticket.request_id,
+            request_id = await self.client.submit(job.prompt, job.aspect_ratio)
+            if request_id in self._request_ids:
+                raise InvalidImage(f"the API gave request id {request_id} to two jobs", 200)
+            self._request_ids.add(request_id)
+            ticket.request_id = request_id
+            self.manifest.write(Submitted(job_id=job.id, fp=job.fp, request_id=request_id,
                                           replaces=ticket.replaces))
+            self.breaker.succeeded()  # the API took it: it is up, whatever the wait
         if not ticket.billed_request:
             try:
                 await self.poller.wait(ticket.request_id)
@@ -239,7 +260,7 @@ class Pool:
         v1 attempt."""
         self.ledger.charge(ticket.account, ticket.request_id or f"attempt-{ticket.attempts}")
 
-    async def _handle(self, ticket: Ticket, exc: ApiError) -> bool:
+    async def _handle(self, ticket: Ticket, exc: ApiError, sent_at: float) -> bool:
         """What a failed attempt means for the job: True to try again."""
         if isinstance(exc, RateLimited):
             self.breaker.succeeded()
@@ -255,7 +276,7 @@ class Pool:
             if exc.billed:  # the server answered: it is up
                 self.breaker.succeeded()
             else:
-                self.breaker.failed()
+                self.breaker.failed(sent_at)
             if not self.breaker.is_open:  # waiting out an outage costs no retries
                 ticket.retries += 1
             if ticket.retries > self.config.retries:
@@ -316,7 +337,7 @@ class Pool:
         try:
             file = self.store.write(job.id, image.extension, image.data)
         except OSError as exc:  # disk full, folder removed: the image is paid for but lost
-            message = f"cannot save images in {self.store.path}: {exc.strerror}"
+            message = f"cannot save {exc.filename or self.store.path}: {exc.strerror}"
             log.error("%s; stopping", message)
             self.stop(StopReason.OUTPUT_ERROR, message)
             self._pending(ticket, StopReason.OUTPUT_ERROR.word)
@@ -347,6 +368,18 @@ class Pool:
             request_id=ticket.request_id, request_status=self._request_status(ticket),
         ))
         self.reporter.job_failed(job.id, str(exc), self.ledger.spent)
+
+    def _record_billed(self, ticket: Ticket, exc: ApiError) -> None:
+        """Money billed on an attempt that is retried goes on record at once, as a
+        retryable failure of that attempt, so a kill -9 can only lose the requests in
+        flight (SPEC §8 M1). It is not a failure of the job: the job goes on."""
+        job = ticket.job
+        self.manifest.write(Failed(
+            job_id=job.id, fp=job.fp, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
+            metadata=job.metadata, status=exc.status, error=exc.message, retryable=True,
+            attempts=ticket.attempts, cost=ticket.account.settle(),
+            request_id=ticket.request_id, request_status=self._request_status(ticket),
+        ))
 
     def _pending(self, ticket: Ticket, reason: str) -> None:
         """A started job that stops here; one never tried in this run keeps its state."""

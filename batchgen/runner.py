@@ -54,6 +54,7 @@ class RunSummary:
     message: str | None = None
     failures: dict[str, int] = field(default_factory=dict)  # cause → jobs, this run
     invalid: int = 0  # rows --skip-invalid left out
+    unanswered_micro: int = 0  # requests that got no answer: maybe billed (NoAnswer)
 
     def line(self) -> str:
         """The last line of every run, for people and log scrapers alike."""
@@ -114,33 +115,57 @@ async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, histo
     async with ManifestWriter(path, on_write=history.apply) as manifest, Client.open(
         config.base_url, config.api_key, concurrency=config.concurrency, timeout=config.timeout
     ) as client:
-        manifest.write(RunStarted(
-            run_id=run_id, job_file=str(jobs.path), job_file_sha256=jobs.sha256,
-            jobs=len(jobs), version=__version__, simulated=config.simulated,
-            settings={**config.public_settings(), "aspect_ratio": jobs.default_ratio,
-                      "sheet": jobs.sheet},
-        ))
-        _adopt(manifest, store, plan)
         pool = Pool(config, client, manifest, store, reporter, on_image=thumbnailer.submit)
-        log.info("%d jobs: %d to run, %d done before, %d failed permanently",
-                 len(plan.universe), len(plan.to_run), plan.done_before + len(plan.found),
-                 plan.permanent_failures)
-        if plan.to_run:
-            await _preflight(pool, client, config, len(plan.to_run))
-        if plan.to_run and not pool.stopping.is_set():
-            await _work(pool, plan, reporter, config, signals if handle_signals else None)
-        summary = _summarize(pool, plan, history, store, config, signals, jobs)
-        manifest.write(RunFinished(
-            run_id=run_id, exit_code=summary.exit_code, reason=summary.reason,
-            done=summary.done, failed=summary.failed, pending=summary.pending,
-            spent_run=summary.spent_run_micro, spent_total=summary.spent_total_micro,
-        ))
+        remove = _install_signals(pool, config, signals) if handle_signals else None
+        try:
+            manifest.write(RunStarted(
+                run_id=run_id, job_file=str(jobs.path), job_file_sha256=jobs.sha256,
+                jobs=len(jobs), version=__version__, simulated=config.simulated,
+                settings={**config.public_settings(), "aspect_ratio": jobs.default_ratio,
+                          "sheet": jobs.sheet},
+            ))
+            _adopt(manifest, store, plan)
+            log.info("%d jobs: %d to run, %d done before, %d failed permanently",
+                     len(plan.universe), len(plan.to_run), plan.done_before + len(plan.found),
+                     plan.permanent_failures)
+            if plan.to_run:
+                await _unless_stopped(pool, _preflight(pool, client, config, len(plan.to_run)))
+            if plan.to_run and not pool.stopping.is_set():
+                await _work(pool, plan, reporter, config)
+            summary = _summarize(pool, plan, history, store, config, signals, jobs)
+            manifest.write(RunFinished(
+                run_id=run_id, exit_code=summary.exit_code, reason=summary.reason,
+                done=summary.done, failed=summary.failed, pending=summary.pending,
+                spent_run=summary.spent_run_micro, spent_total=summary.spent_total_micro,
+            ))
+        except OutputError as exc:  # the manifest itself cannot be written any more
+            log.error("%s", exc)
+            pool.stop(StopReason.OUTPUT_ERROR, str(exc))
+            summary = _summarize(pool, plan, history, store, config, signals, jobs)
+        finally:
+            if remove:
+                remove()
     await asyncio.to_thread(thumbnailer.drain)
     try:
         write_reports(config.out_dir, jobs, history)
     except OSError as exc:
         log.error("could not write the reports in %s: %s", config.out_dir, exc.strerror)
     return summary
+
+
+async def _unless_stopped(pool: Pool, work) -> None:
+    """Await `work`, unless the run is stopped (Ctrl-C) first: then cancel it."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(pool.stopping.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.done() and not task.cancelled() and task.exception():
+        raise task.exception()
 
 
 def _adopt(manifest: ManifestWriter, store: ImageStore, plan: Plan) -> None:
@@ -185,18 +210,14 @@ async def _preflight(pool: Pool, client: Client, config: RunConfig, jobs_left: i
         pool.stop(StopReason.INSUFFICIENT_CREDITS)
 
 
-async def _work(pool: Pool, plan: Plan, reporter: Reporter, config: RunConfig,
-                signals: list[int] | None) -> None:
+async def _work(pool: Pool, plan: Plan, reporter: Reporter, config: RunConfig) -> None:
     reporter.start(len(plan.to_run), config.price_micro)
     ticker = asyncio.create_task(reporter.tick())
-    remove = _install_signals(pool, config, signals) if signals is not None else None
     try:
         await pool.run(plan.to_run)
     finally:
         ticker.cancel()
         reporter.close()
-        if remove:
-            remove()
 
 
 def _summarize(pool: Pool, plan: Plan, history: Replay, store: ImageStore, config: RunConfig,
@@ -225,6 +246,7 @@ def _summarize(pool: Pool, plan: Plan, history: Replay, store: ImageStore, confi
         remaining_credits=pool.remaining_credits, message=pool.stop_message,
         failures=dict(pool.failures.most_common()),
         invalid=len(jobs.invalid) + jobs.invalid_unlisted,
+        unanswered_micro=pool.ledger.uncertain,
     )
 
 

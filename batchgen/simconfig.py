@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from .money import MICRO, PRICE_MICRO
 
 FAULTS = ("500", "502", "503", "504", "429", "timeout", "garbage", "400", "406",
-          "401", "403", "404", "truncate", "redirect", "gzipbomb", "lost")
+          "401", "403", "404", "truncate", "redirect", "gzipbomb", "lost", "late")
 POLL_FAULTS = ("timeout", "redirect", "garbage", "truncate")
 FORMATS = ("raw", "base64", "url", "mixed")
 PASS = ("200", "ok")
@@ -76,10 +76,12 @@ class SimulatorConfig:
     file_fault: str | None = None  # every /files/ request after that script
     seed: int = 0
     reject_marker: str | None = "[reject]"  # prompts containing it get 400
+    reject_message: str = "Prompt rejected by content filter"  # that 400's error text
     fail_marker: str | None = "[fail]"  # v2 prompts containing it end FAILED
     key: str | None = None  # only this key is accepted; None = any non-empty key
     hang: float = 3600.0  # how long a "timeout" fault keeps the client waiting
     credits_endpoint: bool = True  # False: GET /v1/get-user-credits answers 404
+    credits_delay: float = 0.0  # seconds GET /v1/get-user-credits takes to answer
     queue_delay: float = 0.0  # v2: seconds QUEUED before PROCESSING
     result_ttl: float = 3600.0  # v2: seconds a finished result stays available (0: none)
     image_size: int = 96  # pixels on the long side

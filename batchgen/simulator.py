@@ -190,7 +190,7 @@ class Simulator:
             return error(400, f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}")
         marker = self.config.reject_marker
         if marker and marker in prompt:
-            return error(400, "Prompt rejected by content filter")
+            return error(400, self.config.reject_message)
         return None
 
     async def _admit(self, request: web.Request,
@@ -259,6 +259,8 @@ class Simulator:
             "x-generation-time": f"{record.latency:.3f}",
         }
         # Every answer from here on is a billed 200, whatever its body.
+        if fault == "late":  # billed, then slow to say so: a client may give up first
+            await asyncio.sleep(self.config.hang)
         if fault == "garbage":
             return garbage(headers)
         if fault == "gzipbomb":
@@ -290,6 +292,7 @@ class Simulator:
 
     async def _credits(self, request: web.Request) -> web.Response:
         record = self._record(request)
+        await asyncio.sleep(self.config.credits_delay)
         response = self._check_key(request)
         if response is None:
             if not self.config.credits_endpoint:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 
 from .errors import StopReason
 from .manifest import JobRecord
@@ -80,8 +81,11 @@ def job_state(job_id: str, fp: str, record: JobRecord | None, store: ImageStore)
 
 
 def _found(job_id: str, record: JobRecord, store: ImageStore) -> str | None:
+    """An image on disk that the latest line's generation wrote: written after that
+    line (an older image, or one a different row's content left, is older), complete,
+    and not the image of an earlier success."""
     file = store.find(job_id)
-    if file is None:
+    if file is None or not _after(store.mtime(file), record.ts):
         return None
     try:
         data = store.read(file)
@@ -90,3 +94,14 @@ def _found(job_id: str, record: JobRecord, store: ImageStore) -> str | None:
     if not is_complete_image(data) or hashlib.sha256(data).hexdigest() == record.sha256:
         return None
     return file
+
+
+def _after(mtime: float | None, ts: str) -> bool:
+    """Whether a file's mtime is after a manifest timestamp ('2026-12-01T02:04:13.915Z')."""
+    if mtime is None or not ts:
+        return False
+    try:
+        when = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return False
+    return mtime > when

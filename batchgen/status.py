@@ -99,7 +99,7 @@ def status(out_dir: Path) -> dict[str, Any]:
         warnings.append(f"{len(history.bad_lines)} unreadable manifest line(s) skipped "
                         f"(line {history.bad_lines[0]}…)")
     price = price_micro(history)
-    left = counts["pending"] + retryable
+    left = counts["pending"] - reasons["found"] + retryable  # a found image costs nothing
     return {
         "out_dir": str(out_dir),
         "job_file": started.job_file if started else None,

@@ -82,6 +82,12 @@ class ImageStore:
         except (OSError, ValueError):
             return None
 
+    def mtime(self, file: str) -> float | None:
+        try:
+            return os.stat(self.out_dir / file).st_mtime
+        except (OSError, ValueError):
+            return None
+
     def find(self, job_id: str) -> str | None:
         """The image a job's name points at, whatever its type, if there is one."""
         stem = safe_stem(job_id)
@@ -89,6 +95,17 @@ class ImageStore:
             file = f"{IMAGES_DIR}/{stem}.{ext}"
             if self.size(file) is not None:
                 return file
+        return None
+
+    def blocked(self, job_id: str) -> str | None:
+        """Why a job's image could not be saved, checked before paying for it: its name
+        is taken by something that is not a file (a folder, say). None when clear."""
+        stem = safe_stem(job_id)
+        for ext in EXTENSIONS:
+            path = self.path / f"{stem}.{ext}"
+            if path.exists() and not path.is_file():
+                return (f"{IMAGES_DIR}/{stem}.{ext} is in the way (not a file): remove it and "
+                        "rerun; nothing was paid for this job")
         return None
 
     def read(self, file: str) -> bytes:

@@ -220,7 +220,8 @@ def test_garbage_200_is_paid_for_but_never_a_success(tmp_path, start_simulator, 
     result = run(cli, jobs, out, sim)
     assert result.code == 0
     (line,) = events(out, "succeeded")
-    assert line["attempts"] == 2 and line["cost"] == pytest.approx(0.038)
+    (garbage,) = events(out, "failed")  # the billed garbage, on record as it arrived
+    assert line["attempts"] == 2 and line["cost"] + garbage["cost"] == pytest.approx(0.038)
     assert image_extension((out / line["file"]).read_bytes()) == "png"
     assert "spent=$0.038" in result.err
 
@@ -231,8 +232,8 @@ def test_garbage_200_every_time_is_a_retryable_failure_with_its_cost(
     jobs = write_jobs(tmp_path / "jobs.csv", ["garbled"])
     out = tmp_path / "out"
     assert run(cli, jobs, out, sim, "--retries", "1").code == 1
-    (failed,) = events(out, "failed")
-    assert failed["retryable"] and failed["cost"] == pytest.approx(0.038)
+    first, failed = events(out, "failed")
+    assert failed["retryable"] and first["cost"] + failed["cost"] == pytest.approx(0.038)
     assert "invalid image data" in failed["error"]
     assert list((out / "images").iterdir()) == []
 
