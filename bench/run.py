@@ -28,7 +28,7 @@ from .harness import ROOT
 from .suite import BENCHMARKS, PRESETS, Bench, Row, say
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-PACKAGES = ("batchgen", "aiohttp", "pandas", "tqdm", "requests")
+PACKAGES = ("batchgen-images", "aiohttp", "pandas", "tqdm", "requests")
 
 
 def format_table(rows: list[Row]) -> str:
