@@ -28,7 +28,11 @@ from .harness import ROOT
 from .suite import BENCHMARKS, PRESETS, Bench, Row, say
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+<<<<<<< HEAD
 PACKAGES = ("batchgen", "aiohttp", "pandas", "tqdm", "requests", "pillow")
+=======
+PACKAGES = ("batchgen-images", "aiohttp", "pandas", "tqdm", "requests")
+>>>>>>> pkg
 
 
 def format_table(rows: list[Row]) -> str:
