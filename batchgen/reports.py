@@ -58,6 +58,12 @@ def cell(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def csv_text(value: str) -> str:
+    """Text for a CSV cell: Python 3.10's csv module cannot write a NUL character
+    (ids and prompts may hold one), so it is shown as U+FFFD."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def write_atomically(path: Path, write: Callable[[TextIO], None]) -> None:
     """Readers (a browser, a script) never see half a report, and a failed write
     leaves no temporary file behind."""
@@ -102,7 +108,7 @@ def write_invalid(out_dir: Path, jobs: JobFile) -> None:
     def write(fh: TextIO) -> None:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["row", "column", "error"])
-        writer.writerows(jobs.invalid)
+        writer.writerows([csv_text(text) for text in row] for row in jobs.invalid)
         if jobs.invalid_unlisted:
             writer.writerow(["", "", f"... and {jobs.invalid_unlisted} more problems"])
 

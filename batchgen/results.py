@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .jobs import Job
 from .money import usd_text
-from .reports import cell
+from .reports import cell, csv_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,9 +34,9 @@ def results_frame(rows: Sequence[dict[str, Any]], meta: Sequence[str]) -> pd.Dat
 
     headers = [f"metadata.{name}" if name in BASE_COLUMNS else name for name in meta]
     records = [
-        [r["id"], r["prompt"], r["aspect_ratio"], r["state"], r["file"],
-         usd_text(r["cost_micro"]), r["attempts"], r["error"],
-         *(cell(r["metadata"].get(name)) for name in meta)]
+        [csv_text(r["id"]), csv_text(r["prompt"]), r["aspect_ratio"], r["state"], r["file"],
+         usd_text(r["cost_micro"]), r["attempts"], csv_text(r["error"]),
+         *(csv_text(cell(r["metadata"].get(name))) for name in meta)]
         for r in rows
     ]
     return pd.DataFrame(records, columns=BASE_COLUMNS + headers, dtype=object)

@@ -28,11 +28,7 @@ from .harness import ROOT
 from .suite import BENCHMARKS, PRESETS, Bench, Row, say
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-<<<<<<< HEAD
-PACKAGES = ("batchgen", "aiohttp", "pandas", "tqdm", "requests", "pillow")
-=======
-PACKAGES = ("batchgen-images", "aiohttp", "pandas", "tqdm", "requests")
->>>>>>> pkg
+PACKAGES = ("batchgen-images", "aiohttp", "pandas", "tqdm", "requests", "pillow")
 
 
 def format_table(rows: list[Row]) -> str:
