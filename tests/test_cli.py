@@ -151,6 +151,7 @@ BAD_VALUES = [
     ("simulator", "--image-size", "0", "'0' is not a whole number ≥ 1"),
     ("simulator", "--queue-delay", "x", "'x' is not a number ≥ 0"),
     ("simulator", "--result-ttl", "-5", "'-5' is not a number ≥ 0"),
+    ("simulator", "--credits-delay", "soon", "'soon' is not a number ≥ 0"),
 ]
 
 

@@ -26,8 +26,8 @@ from batchgen.cli import main
 
 DIST = "batchgen-images"  # `batchgen` on the package index is somebody else's project
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME = {"aiohttp", "pyyaml", "tqdm", "pandas", "openpyxl"}
-MODULE_OF = {"pyyaml": "yaml"}  # distribution → the module the code imports
+RUNTIME = {"aiohttp", "pyyaml", "tqdm", "pandas", "openpyxl", "pillow"}
+MODULE_OF = {"pyyaml": "yaml", "pillow": "PIL"}  # distribution → the module it imports
 NOT_COPIED = shutil.ignore_patterns(".git", "output", "build", "dist", "*.egg-info",
                                     "__pycache__", ".hypothesis", ".*_cache", ".venv*")
 
