@@ -344,7 +344,8 @@ def _simulator_options(sim: Parser) -> None:
     account.add_argument("--credits", type=number(0), metavar="USD",
                          help="balance in dollars; 406 when it cannot pay (default unlimited)")
     account.add_argument("--price", type=number(0), default=PRICE_MICRO / 1_000_000,
-                         metavar="USD", help="dollars charged per image (default 0.019)")
+                         metavar="USD", help="dollars per image of a model outside "
+                                             "the registry (default 0.019)")
     account.add_argument("--rpm", type=whole(1), metavar="N",
                          help="requests per window before 429 (default no limit)")
     account.add_argument("--rate-window", type=number(0, above=True), default=60.0,

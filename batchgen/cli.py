@@ -236,11 +236,13 @@ async def _run_async(args: argparse.Namespace, jobs: JobFile, config: RunConfig,
 
     if not args.simulate:
         return await arun_batch(jobs, config, reporter=reporter, handle_signals=True)
+    from .config import MODEL
     from .simulator import Simulator, SimulatorConfig
 
+    price = args.price / 1_000_000  # the run's price: what the simulated account bills
     simulator = Simulator(SimulatorConfig(
         latency=args.sim_latency, jitter=args.sim_latency / 2, credits=args.sim_credits,
-        price=args.price / 1_000_000,
+        price=price, prices={MODEL: price},
     ))
     base_url = await simulator.start()
     log.info("simulating the Segmind API at %s (no key, no money)", base_url)

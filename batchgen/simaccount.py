@@ -15,14 +15,18 @@ from .simconfig import SimulatorConfig
 class Account:
     """Money in integer micro-dollars. A generation first reserves its price (so
     concurrent requests cannot overdraw the balance), then settles: charged, or
-    released."""
+    released. `price_micro` is the default price, of one image of a model outside the
+    registry."""
 
     def __init__(self, config: SimulatorConfig):
         self.balance_micro: int | None = (
             None if config.credits is None else round(config.credits * MICRO)
         )
         self.price_micro = round(config.price * MICRO)
-        self.charged = 0  # generations paid for
+        self.charged = 0  # generations (answers) paid for
+        self.images = 0  # images in those answers
+        self.spent_micro = 0
+        self.by_model: dict[str, dict[str, int]] = {}  # slug → charged, images, spent_micro
         self._reserved_micro = 0
         self._rpm, self._window = config.rpm, config.rate_window
         self._accepted: deque[float] = deque()
@@ -33,7 +37,7 @@ class Account:
 
     @property
     def spent(self) -> float:
-        return self.charged * self.price_micro / MICRO
+        return self.spent_micro / MICRO
 
     def top_up(self, dollars: float) -> None:
         self.balance_micro = (self.balance_micro or 0) + round(dollars * MICRO)
@@ -44,23 +48,33 @@ class Account:
             return {}
         return {"x-remaining-credits": f"{self.balance_micro / MICRO:.6f}"}
 
-    def reserve(self) -> bool:
+    def reserve(self, price_micro: int | None = None) -> bool:
         """Hold one generation's price; False when the balance can't pay for it."""
+        price = self.price_micro if price_micro is None else price_micro
         if self.balance_micro is None:
             return True
-        if self.balance_micro - self._reserved_micro < self.price_micro:
+        if self.balance_micro - self._reserved_micro < price:
             return False
-        self._reserved_micro += self.price_micro
+        self._reserved_micro += price
         return True
 
-    def settle(self, charge: bool) -> None:
+    def settle(self, charge: bool, price_micro: int | None = None, model: str | None = None,
+               images: int = 1) -> None:
         """Release a reservation, charging it if the generation succeeded."""
+        price = self.price_micro if price_micro is None else price_micro
         if self.balance_micro is not None:
-            self._reserved_micro -= self.price_micro
+            self._reserved_micro -= price
             if charge:
-                self.balance_micro -= self.price_micro
+                self.balance_micro -= price
         if charge:
             self.charged += 1
+            self.images += images
+            self.spent_micro += price
+            tally = self.by_model.setdefault(model or "?", {"charged": 0, "images": 0,
+                                                            "spent_micro": 0})
+            tally["charged"] += 1
+            tally["images"] += images
+            tally["spent_micro"] += price
 
     def rate_limited(self) -> dict | None:
         """Sliding window: at most `rpm` generation requests in any `rate_window`

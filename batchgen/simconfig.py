@@ -62,7 +62,8 @@ class SimulatorConfig:
     latency: float = 0.0  # seconds per generation
     jitter: float = 0.0  # ± seconds added at random to the latency
     credits: float | None = None  # account balance in dollars; None = unlimited
-    price: float = PRICE_MICRO / MICRO
+    price: float = PRICE_MICRO / MICRO  # per image of a model outside the registry
+    prices: dict[str, float] = field(default_factory=dict)  # per image, by slug: beats the registry
     rpm: int | None = None  # requests per `rate_window` seconds before 429
     rate_window: float = 60.0
     response_format: str = "raw"  # raw | base64 | url | mixed
@@ -89,6 +90,8 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         if self.response_format not in FORMATS:
             raise ValueError(f"response_format must be one of {', '.join(FORMATS)}")
+        if self.price < 0 or any(p < 0 for p in self.prices.values()):
+            raise ValueError("prices must be at least 0 dollars")
         if self.retry_after < 0:
             raise ValueError("retry_after must be at least 0 seconds")
         _check("fault", [*self.fault_kinds, *self.fault_script],
@@ -110,6 +113,10 @@ class RequestRecord:
     status: int | str = 0  # HTTP status, or "timeout" / "disconnected"
     prompt: str | None = None
     aspect_ratio: str | None = None
+    model: str | None = None  # the slug the request was for
+    params: dict | None = None  # the whole JSON body received
+    samples: int = 1  # images it asked for
+    price_micro: int = 0  # what it costs when it succeeds
     in_flight: int = 0  # generation requests being served, this one included
     request_id: str | None = None
     charged: bool = False

@@ -1,6 +1,10 @@
 """The simulator's v2 queue: each submitted request waits QUEUED, turns PROCESSING,
-ends COMPLETED (billed, its image published) or FAILED (not billed), and is forgotten
-`result_ttl` seconds later — or at once, for a request hit by the "lost" fault."""
+ends COMPLETED (billed, its images published) or FAILED (not billed), and is forgotten
+`result_ttl` seconds later — or at once, for a request hit by the "lost" fault.
+
+A COMPLETED result carries `output` (the first image's URL, as Segmind's results always
+have an `output`) and `images` (every image: url, content_type, file_name, file_size),
+with `metrics` {inference_time, cost}."""
 
 from __future__ import annotations
 
@@ -8,45 +12,46 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .fakeimage import make_png
+from .money import MICRO
 from .simaccount import Account
 from .simconfig import RequestRecord, SimulatorConfig
 from .simfaults import error, json_response
+from .simjobs import media
 
 EXPIRED = "Request not found or expired"
 
 
 @dataclass(slots=True)
 class _V2Request:
-    prompt: str
-    aspect_ratio: str
+    record: RequestRecord
     state: str = "QUEUED"
     error: str | None = None
     finished_at: float | None = None
     latency: float = 0.0
-    file_path: str | None = None  # where the finished image is served
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # (path, image) served
     lost: bool = False  # unknown to the status and result URLs from the start
 
 
 class Queue:
-    """Requests by id. `latency()` draws a generation time; `publish(image)` serves
-    an image and returns its path."""
+    """Requests by id. `latency()` draws a generation time; `render(record)` makes a
+    request's images; `publish(image)` serves an image and returns its path."""
 
     def __init__(self, config: SimulatorConfig, account: Account,
-                 latency: Callable[[], float], publish: Callable[[bytes], str]):
+                 latency: Callable[[], float], publish: Callable[[bytes], str],
+                 render: Callable[[RequestRecord], list[bytes]]):
         self._config, self._account = config, account
-        self._latency, self._publish = latency, publish
+        self._latency, self._publish, self._render = latency, publish, render
         self._requests: dict[str, _V2Request] = {}
         self._tasks: set[asyncio.Task] = set()
 
     def submit(self, record: RequestRecord, lost: bool = False) -> str:
         """Queue the job the record describes (its price already reserved); its id."""
         request_id = record.request_id = str(uuid.uuid4())
-        job = _V2Request(record.prompt, record.aspect_ratio, lost=lost)
+        job = _V2Request(record, lost=lost)
         self._requests[request_id] = job
         task = asyncio.create_task(self._process(job, record))
         self._tasks.add(task)
@@ -63,14 +68,14 @@ class Queue:
         record.latency = job.latency = self._latency()
         await asyncio.sleep(job.latency)
         marker = self._config.fail_marker
-        if marker and marker in job.prompt:
+        if marker and marker in (record.prompt or ""):
             job.state, job.error = "FAILED", "Generation failed: model error"
-            self._account.settle(charge=False)
+            self._account.settle(charge=False, price_micro=record.price_micro)
         else:
-            image = make_png(job.prompt, job.aspect_ratio, self._config.image_size)
-            job.file_path = self._publish(image)
+            job.files = [(self._publish(image), image) for image in self._render(record)]
             job.state = "COMPLETED"
-            self._account.settle(charge=True)
+            self._account.settle(charge=True, price_micro=record.price_micro,
+                                 model=record.model, images=len(job.files))
             record.charged = True
         job.finished_at = time.monotonic()
 
@@ -94,6 +99,9 @@ class Queue:
         if job.state == "FAILED":
             body["error"] = job.error
         if result and job.state == "COMPLETED":
-            body["output"] = f"{origin}{job.file_path}"
-            body["metrics"] = {"inference_time": round(job.latency, 3)}
+            urls = [(f"{origin}{path}", image) for path, image in job.files]
+            body["output"] = urls[0][0]
+            body["images"] = [media(url, image) for url, image in urls]
+            body["metrics"] = {"inference_time": round(job.latency, 3),
+                               "cost": job.record.price_micro / MICRO}
         return json_response(body, 422 if job.state == "FAILED" else 200)

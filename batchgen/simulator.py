@@ -9,12 +9,20 @@ batchgen against it. Usage::
     sim = Simulator(SimulatorConfig(latency=0.1, credits=1.0))
     base_url = await sim.start()        # http://127.0.0.1:<free port>
     ...
-    sim.stats()["charged"]              # images the "account" paid for
+    sim.stats()["charged"]              # answers the "account" paid for ("images": images)
     await sim.close()
+
+It serves any model slug (`/v1/<slug>`, `/v1/models/<slug>`, `/v2/<slug>`): a model
+of batchgen's registry (`models.py`) has its parameters checked as its Segmind page
+documents them, answers with `samples` images and bills the registry's price; any other
+slug takes a JSON body with a prompt and bills `SimulatorConfig.price`. Every image but
+a plain Luma one (prompt and ratio only) is stamped with the body received
+(`fakeimage.read_stamp`).
 
 This module is the server (routes, v1, the /files/ CDN, records); what it can be
 told to do is in `simconfig`, the fake account in `simaccount`, the faults and how
-they are served in `simfaults`, the v2 queue in `simqueue`, the images in `fakeimage`.
+they are served in `simfaults`, the v2 queue in `simqueue`, what a request body asks
+for and costs in `simjobs`, the images in `fakeimage`.
 """
 
 from __future__ import annotations
@@ -30,9 +38,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from .config import ASPECT_RATIOS, MODEL
-from .fakeimage import make_png
-from .money import MICRO
+from .fakeimage import make_png, read_stamp
 from .simaccount import Account
 from .simconfig import FAULTS, FORMATS, RequestRecord, SimulatorConfig
 from .simfaults import (
@@ -45,10 +51,11 @@ from .simfaults import (
     json_response,
     serve_poll,
 )
+from .simjobs import dollars, media, read_job, render
 from .simqueue import EXPIRED, Queue
 
 __all__ = ["FAULTS", "FORMATS", "RequestRecord", "Simulator", "SimulatorConfig",
-           "SimulatorThread", "make_png"]
+           "SimulatorThread", "make_png", "read_stamp"]
 
 
 class Simulator:
@@ -69,7 +76,8 @@ class Simulator:
         self._latency_random = random.Random(self.config.seed + 1)
         self._formats = itertools.cycle(("raw", "base64", "url"))
         self._files: dict[str, tuple[bytes, str]] = {}
-        self._queue = Queue(self.config, self.account, self._latency, self._put_file)
+        self._queue = Queue(self.config, self.account, self._latency, self._put_file,
+                            self._render)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -78,10 +86,10 @@ class Simulator:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
         app.add_routes([
-            web.post(f"/v1/{MODEL}", self._v1_generate),
-            web.post(f"/v1/models/{MODEL}", self._v1_generate),
+            web.post("/v1/models/{slug}", self._v1_generate),
             web.get("/v1/get-user-credits", self._credits),
-            web.post(f"/v2/{MODEL}", self._v2_submit),
+            web.post("/v1/{slug}", self._v1_generate),
+            web.post("/v2/{slug}", self._v2_submit),
             web.get("/v2/requests/{id}/status", self._v2_status),
             web.get("/v2/requests/{id}", self._v2_result),
             web.get("/files/{name}", self._file),
@@ -117,8 +125,12 @@ class Simulator:
         return [r for r in self.records if r.method == "POST"]
 
     def stats(self) -> dict:
+        """What was asked and answered; money and images in total and by model slug."""
         statuses = Counter(str(r.status) for r in self.records)
         gen = Counter(str(r.status) for r in self.generation_records())
+        by_model = {slug: {"charged": t["charged"], "images": t["images"],
+                           "spent": t["spent_micro"] / 1_000_000}
+                    for slug, t in sorted(self.account.by_model.items())}
         return {
             "requests": len(self.records),
             "generation_requests": sum(gen.values()),
@@ -127,6 +139,8 @@ class Simulator:
             "faults": dict(Counter(r.fault for r in self.records if r.fault)),
             "charged": self.charged,
             "spent": self.account.spent,
+            "images": self.account.images,
+            "by_model": by_model,
             "balance": self.account.balance,
             "max_in_flight": self.max_in_flight,
         }
@@ -174,24 +188,13 @@ class Simulator:
         return await early_answer(fault, request, record, self.config), fault
 
     async def _read_job(self, request: web.Request, record: RequestRecord) -> web.Response | None:
-        """Parse and validate {prompt, aspect_ratio}, filling the record."""
+        """Parse and check the body for the model the path names, filling the record."""
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
             return error(400, "Request body must be JSON")
-        if not isinstance(body, dict):
-            return error(400, "Request body must be a JSON object")
-        prompt, ratio = body.get("prompt"), body.get("aspect_ratio", "1:1")
-        record.prompt = prompt if isinstance(prompt, str) else None
-        record.aspect_ratio = ratio if isinstance(ratio, str) else repr(ratio)
-        if not isinstance(prompt, str) or not prompt.strip():
-            return error(400, "prompt is required")
-        if ratio not in ASPECT_RATIOS:
-            return error(400, f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}")
-        marker = self.config.reject_marker
-        if marker and marker in prompt:
-            return error(400, self.config.reject_message)
-        return None
+        problem = read_job(record, request.match_info["slug"], body, self.config)
+        return None if problem is None else error(400, problem)
 
     async def _admit(self, request: web.Request,
                      record: RequestRecord, fault: str | None) -> web.Response | None:
@@ -201,12 +204,12 @@ class Simulator:
             return invalid
         if fault == "400":
             return error(400, "Prompt rejected")
-        if fault == "406" or not self.account.reserve():
+        if fault == "406" or not self.account.reserve(record.price_micro):
             return error(406, "Not enough credits", self.account.headers())
         return None
 
-    def _image(self, prompt: str, ratio: str) -> bytes:
-        return make_png(prompt, ratio, self.config.image_size)
+    def _render(self, record: RequestRecord) -> list[bytes]:
+        return render(record, self.config.image_size)
 
     def _latency(self) -> float:
         jitter = self._latency_random.uniform(-self.config.jitter, self.config.jitter)
@@ -242,20 +245,22 @@ class Simulator:
         if refused is not None:
             return refused
         charged = False
+        images = self._render(record)
         try:
             record.latency = self._latency()
             await asyncio.sleep(record.latency)
-            self.account.settle(charge=True)
+            self.account.settle(charge=True, price_micro=record.price_micro,
+                                model=record.model, images=len(images))
             charged = record.charged = True
         finally:
             if not charged:
-                self.account.settle(charge=False)
+                self.account.settle(charge=False, price_micro=record.price_micro)
         request_id = uuid.uuid4().hex
         record.request_id = request_id
         headers = {
             **self.account.headers(),
             "x-request-id": request_id,
-            "x-credits-consumed": f"{self.account.price_micro / MICRO:.3f}",
+            "x-credits-consumed": dollars(record.price_micro),
             "x-generation-time": f"{record.latency:.3f}",
         }
         # Every answer from here on is a billed 200, whatever its body.
@@ -265,21 +270,36 @@ class Simulator:
             return garbage(headers)
         if fault == "gzipbomb":
             return bomb(headers)
-        image = self._image(record.prompt, record.aspect_ratio)
+        if fault == "truncate" and len(images) == 1:
+            return await cut_off(request, images[0], "image/png", headers)
+        answer = self._success(request, record, images, headers)
         if fault == "truncate":
-            return await cut_off(request, image, "image/png", headers)
-        return self._success(request, image, headers)
+            return await cut_off(request, answer.body, answer.content_type, headers)
+        return answer
 
-    def _success(self, request: web.Request, image: bytes, headers: dict) -> web.Response:
+    def _success(self, request: web.Request, record: RequestRecord, images: list[bytes],
+                 headers: dict) -> web.Response:
+        """One image as today's formats; several as JSON: `{"output": <first url>,
+        "images": [{url, content_type, file_name, file_size}, …]}` (url format, the shape
+        of a v2 result) or `{"images": [<base64>, …]}` (raw and base64 formats). A body
+        with `"base64": true` asks for base64."""
         fmt = self.config.response_format
         if fmt == "mixed":
             fmt = next(self._formats)
-        if fmt == "base64":
-            return json_response({"image": base64.b64encode(image).decode()}, headers=headers)
+        if (record.params or {}).get("base64") is True:
+            fmt = "base64"
         if fmt == "url":  # under the host name the client used to reach us
-            url = f"{request.url.origin()}{self._put_file(image)}"
-            return json_response({"output": url}, headers=headers)
-        return web.Response(body=image, headers=headers, content_type="image/png")
+            urls = [f"{request.url.origin()}{self._put_file(image)}" for image in images]
+            body: dict = {"output": urls[0]}
+            if len(images) > 1:
+                body["images"] = [media(u, image) for u, image in zip(urls, images, strict=True)]
+            return json_response(body, headers=headers)
+        encoded = [base64.b64encode(image).decode() for image in images]
+        if len(images) > 1:
+            return json_response({"images": encoded}, headers=headers)
+        if fmt == "base64":
+            return json_response({"image": encoded[0]}, headers=headers)
+        return web.Response(body=images[0], headers=headers, content_type="image/png")
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         record = self._record(request)

@@ -13,9 +13,11 @@ from segmind.exceptions import SegmindError
 from segmind.v2 import InferenceFailed
 
 from batchgen.config import MODEL
-from batchgen.simulator import make_png
+from batchgen.models import MODELS, price_of
+from batchgen.simulator import make_png, read_stamp
 
 from .conftest import TEST_KEY
+from .model_examples import EXAMPLES, MULTI, WRONG
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -102,3 +104,62 @@ def test_v2_rejects_like_v1(sim):
     with pytest.raises(SegmindError) as info:
         sdk(sim).submit_async(MODEL, prompt="a fox", aspect_ratio="969")
     assert info.value.status == 400
+
+
+# -- every model of batchgen's registry -------------------------------------------------
+
+
+def _sent(slug: str, response_bytes: bytes, params: dict, prompt: str) -> None:
+    """The image is what the simulator made of exactly these parameters."""
+    if slug == MODEL and params.keys() <= {"prompt", "aspect_ratio"}:
+        assert response_bytes == make_png(prompt, params.get("aspect_ratio", "1:1"))
+    else:
+        assert read_stamp(response_bytes) == {"model": slug, "params": params, "sample": 1}
+
+
+@pytest.mark.parametrize("slug", sorted(MODELS))
+def test_run_sync_sends_a_registry_models_parameters_as_typed(start_simulator, slug):
+    sim = start_simulator(credits=1.0)
+    params = {"prompt": "a lighthouse at dusk", **EXAMPLES[slug]}
+    response = sdk(sim).run_sync(slug, **params)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    _sent(slug, response.content, params, "a lighthouse at dusk")
+    record = sim.generation_records()[0]
+    assert (record.path, record.model, record.params) == (f"/v1/{slug}", slug, params)
+    price = price_of(MODELS[slug], params) / 1e6
+    assert float(response.headers["x-credits-consumed"]) == pytest.approx(price)
+    assert sim.stats()["balance"] == pytest.approx(1.0 - price)
+
+
+@pytest.mark.parametrize("slug", sorted(MODELS))
+def test_run_v2_completes_for_a_registry_model(start_simulator, slug):
+    sim = start_simulator(credits=1.0)
+    params = {"prompt": "a red fox", **EXAMPLES[slug]}
+    result = sdk(sim).run(slug, **params)
+    assert result["status"] == "COMPLETED" and "metrics" in result
+    _sent(slug, httpx.get(result["output"]).content, params, "a red fox")
+    assert [r.path for r in sim.generation_records()] == [f"/v2/{slug}"]
+    assert sim.charged == 1
+
+
+@pytest.mark.parametrize("slug", sorted(WRONG))
+def test_a_value_the_page_does_not_allow_is_a_segmind_error_400(sim, slug):
+    name, value = WRONG[slug]
+    with pytest.raises(SegmindError) as info:
+        sdk(sim).run_sync(slug, prompt="a fox", **{**EXAMPLES[slug], name: value})
+    assert info.value.status == 400 and info.value.detail.startswith(f"{name} must be ")
+    assert sim.charged == 0
+
+
+@pytest.mark.parametrize("slug", MULTI)
+def test_run_v2_with_samples_lists_every_image(sim, slug):
+    params = {"prompt": "a red fox", **EXAMPLES[slug], "samples": 2}
+    result = sdk(sim).run(slug, **params)
+    stamps = [read_stamp(httpx.get(item["url"]).content) for item in result["images"]]
+    assert [s["sample"] for s in stamps] == [1, 2] and stamps[0]["params"] == params
+
+
+def test_run_sync_reaches_a_model_outside_the_registry(sim):
+    response = sdk(sim).run_sync("some-new-model", prompt="a fox", quality="high")
+    assert response.status_code == 200
+    assert read_stamp(response.content)["params"] == {"prompt": "a fox", "quality": "high"}

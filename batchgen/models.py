@@ -1,0 +1,395 @@
+"""The Segmind text-to-image models batchgen knows: each one's parameters (type, allowed
+values or range, default) and price per image, as its Segmind model page documents them.
+
+    m = model("ssd-1b")
+    m.param("num_inference_steps").parse("30")        # 30
+    m.param("num_inference_steps").parse("3")         # ValueError: must be a whole number
+                                                       #   from 20 to 100, not '3'
+    price_of(m, {"samples": 3})                        # 12000 micro-dollars
+
+Where every figure comes from: each model's page, `<host>/models/<slug>/api`, read on
+2026-12-01 through the search tool's stored copies of those pages (not the live site).
+The price is written here as the page writes it; a "~" is the page's own (those models
+are billed by GPU time, and the page shows an estimate per generation).
+
+| slug | price as written | page read (2026-12-01, stored copy) |
+|---|---|---|
+| luma-photon-txt-2-img | $0.019 per generation | www.segmind.com/models/<slug>/api |
+| flux-schnell | ~$0.008 | segmind.com/models/<slug>/api |
+| flux-dev | ~$0.02 | segmind.com/models/<slug>/api |
+| sdxl1.0-txt2img | ~$0.008 | www.segmind.com/models/<slug>/api |
+| ssd-1b | ~$0.004 | segmind.com/models/<slug>/api (and www.) |
+| segmind-vega-rt-v1 | ~$0.002 | segmind.com/models/<slug>/api |
+| ideogram-2a-txt-2-img | $0.05 per generation | www.segmind.com/models/<slug>/api |
+
+What the stored copies did not show is not made up:
+
+- A parameter the page lists but whose allowed values the copy cut short ("27 total",
+  "78 total", an enum whose values did not render) is typed `str` and not checked.
+  Parameters that appear only in the page's sample request are typed from the sample's
+  value, without a range. Parameters a model page does not show at all are not in its
+  entry: batchgen sends them only as `param.<name>` / `--param`, unchecked.
+- `samples`: the SDXL and SSD-1B pages mark it "Affects Pricing" without saying how;
+  Flux's copies don't show the mark. The registry assumes every image is billed (price ×
+  samples) for all three - the safe side for a budget; the ledger records what the API
+  reports (`x-credits-consumed`) when it differs.
+- Left out: Recraft V3 (its stored page shows no price and its parameter list was cut
+  off), Flux 1.1 Pro (no price in the stored copy), Segmind-Vega (parameter list cut
+  off; its real-time sibling Segmind-VegaRT is fully documented and is here instead).
+- Where two stored copies of a page disagree (Ideogram 2a's seed range: 100-999999 on
+  the current page, 1-99999 on an older preview), the current page wins.
+
+Whether the real API refuses parameters it does not know is not documented; the SDK
+forwards `**params` as they are, and the simulator ignores unknown ones (see README).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .config import ASPECT_RATIOS, MODEL
+
+__all__ = ["DEFAULT_MODEL", "MODELS", "Model", "Param", "canonical_ratio", "model",
+           "parse_value", "price_of", "samples_of"]
+
+DEFAULT_MODEL = MODEL
+KINDS = ("str", "int", "float", "bool", "enum")
+_READ = "read 2026-12-01 through the search tool's stored copy"
+# "16:9", "16 : 9", "16x9", "16/9" - and Excel's reading of 16:9 as the time 16:09:00
+_RATIO_SPELLING = re.compile(r"^\s*(\d{1,2})\s*[:xX×/]\s*(\d{1,2})(?::00)?\s*$")
+_INT_TEXT = re.compile(r"^[+-]?\d+$")
+_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def canonical_ratio(value: str, choices: tuple[str, ...] = ASPECT_RATIOS) -> str | None:
+    """'16 : 9', '16x9' and Excel's '16:09:00' → '16:9' when that is one of `choices`;
+    None otherwise."""
+    if value in choices:
+        return value
+    match = _RATIO_SPELLING.match(value)
+    if match:
+        ratio = f"{int(match[1])}:{int(match[2])}"
+        if ratio in choices:
+            return ratio
+    return None
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One request parameter of a model (every model also takes `prompt`)."""
+
+    name: str
+    kind: str  # one of KINDS
+    default: Any = None  # what the API uses when it is not sent (None: not documented)
+    choices: tuple[Any, ...] = ()  # for "enum": strings or whole numbers
+    minimum: float | None = None
+    maximum: float | None = None
+    required: bool = False
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS or (self.kind == "enum") != bool(self.choices):
+            raise ValueError(f"{self.name}: kind {self.kind!r} with choices {self.choices!r}")
+
+    def allowed(self) -> str:
+        """What a value must be, in words: 'a whole number from 1 to 8'."""
+        if self.kind == "enum":
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "str":
+            return "text"
+        noun = "a whole number" if self.kind == "int" else "a number"
+        low, high = self.minimum, self.maximum
+        if low is not None and high is not None:
+            return f"{noun} from {_number(low)} to {_number(high)}"
+        if low is not None:
+            return f"{noun} of at least {_number(low)}"
+        if high is not None:
+            return f"{noun} of at most {_number(high)}"
+        return noun
+
+    def _refuse(self, value: Any) -> ValueError:
+        shown = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+        return ValueError(f"must be {self.allowed()}, not {shown}")
+
+    def _in_range(self, value: Any, original: Any) -> Any:
+        if ((self.minimum is not None and value < self.minimum)
+                or (self.maximum is not None and value > self.maximum)):
+            raise self._refuse(original)
+        return value
+
+    def parse(self, value: Any) -> Any:
+        """Text from a spreadsheet cell ('30', 'TRUE', '16:09:00') or a YAML/JSON value →
+        the typed value the API wants; ValueError saying what is allowed."""
+        text = value.strip() if isinstance(value, str) else None
+        if self.kind == "str":
+            if isinstance(value, str):
+                return value
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return str(value)
+            raise self._refuse(value)
+        if self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            word = text.lower() if text is not None else (
+                str(value) if isinstance(value, int) else None)
+            if word in _TRUE or word in _FALSE:
+                return word in _TRUE
+            raise self._refuse(value)
+        if self.kind == "enum":
+            return self._parse_choice(value, text)
+        number = self._parse_number(value, text)
+        return self._in_range(number, value)
+
+    def _parse_number(self, value: Any, text: str | None) -> int | float:
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) or text):
+            raise self._refuse(value)
+        if text is not None:
+            if self.kind == "int" and _INT_TEXT.match(text):
+                return int(text)
+            if not _FLOAT_TEXT.match(text):
+                raise self._refuse(value)
+            number: int | float = float(text)
+        else:
+            number = value
+        if not math.isfinite(number):
+            raise self._refuse(value)
+        if self.kind == "float":
+            return float(number)
+        if float(number).is_integer():  # 30.0 from a spreadsheet is 30
+            return int(number)
+        raise self._refuse(value)
+
+    def _parse_choice(self, value: Any, text: str | None) -> Any:
+        for choice in self.choices:
+            if value == choice and type(value) is type(choice):
+                return choice
+        if text is not None:
+            for choice in self.choices:
+                if text == str(choice) or (isinstance(choice, str)
+                                           and text.lower() == choice.lower()):
+                    return choice
+            ratio = canonical_ratio(text, tuple(c for c in self.choices if isinstance(c, str)))
+            if ratio is not None:
+                return ratio
+        elif isinstance(value, float) and value.is_integer():
+            return self._parse_choice(int(value), None)
+        raise self._refuse(value)
+
+    def check(self, value: Any) -> None:
+        """Strictly, as a JSON value received by the API: the right JSON type and an
+        allowed value (no spelling is corrected). ValueError saying what is allowed."""
+        kind = self.kind
+        if kind == "enum":
+            if not any(value == c and type(value) is type(c) for c in self.choices):
+                raise self._refuse(value)
+            return
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {"str": isinstance(value, str), "bool": isinstance(value, bool),
+              "int": isinstance(value, int) and not isinstance(value, bool),
+              "float": number and math.isfinite(value)}[kind]
+        if not ok:
+            raise self._refuse(value)
+        if kind in ("int", "float"):
+            self._in_range(value, value)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A Segmind text-to-image model: where it is served, what it takes, what it costs."""
+
+    slug: str
+    title: str
+    price_micro: int | None  # per image, as documented; None: not documented (needs --price)
+    price_text: str  # the price as the page writes it
+    params: tuple[Param, ...]  # everything but `prompt`, which every model has
+    v1_path: str
+    samples_param: str | None = None  # the parameter asking for several images per answer
+    price_per_sample: bool = False  # whether those images multiply the price
+    source: str = ""  # the page read, and when
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    @property
+    def v2_path(self) -> str:
+        return f"/v2/{self.slug}"
+
+    def check_body(self, body: Mapping[str, Any]) -> str | None:
+        """What the API would answer 400 about in a request body (prompt aside), or
+        None. Parameters the model does not list are let through."""
+        for param in self.params:
+            if param.name in body:
+                try:
+                    param.check(body[param.name])
+                except ValueError as exc:
+                    return f"{param.name} {exc}"
+            elif param.required:
+                return f"{param.name} is required: {param.allowed()}"
+        return None
+
+
+def samples_of(model: Model | None, params: Mapping[str, Any] | None = None) -> int:
+    """How many images one request with these parameters returns."""
+    if model is None or model.samples_param is None:
+        return 1
+    param = model.param(model.samples_param)
+    value = (params or {}).get(model.samples_param)
+    if value is None:
+        value = param.default if param is not None else None
+    if value is None:
+        return 1
+    return max(1, param.parse(value) if param is not None else int(value))
+
+
+def price_of(model: Model, params: Mapping[str, Any] | None = None) -> int | None:
+    """Micro-dollars for one request with these parameters (None: price undocumented)."""
+    if model.price_micro is None:
+        return None
+    return model.price_micro * (samples_of(model, params) if model.price_per_sample else 1)
+
+
+def parse_value(text: Any) -> Any:
+    """A `--param NAME=VALUE` or `param.<name>` cell for a parameter batchgen has no
+    type for: true/false, whole and decimal numbers, JSON objects and lists are parsed;
+    everything else (including JSON that does not parse) stays text. Non-text values
+    (from YAML or JSON job files) are returned as they are."""
+    if not isinstance(text, str):
+        return text
+    stripped = text.strip()
+    if stripped.lower() in ("true", "false"):
+        return stripped.lower() == "true"
+    if _INT_TEXT.match(stripped):
+        return int(stripped)
+    if _FLOAT_TEXT.match(stripped):
+        return float(stripped)
+    if stripped[:1] in ("{", "["):
+        try:
+            parsed = json.loads(stripped)
+        except ValueError:
+            return text
+        if isinstance(parsed, (dict, list)):
+            return parsed
+    return text
+
+
+def model(slug: str) -> Model | None:
+    """The registry's entry for a slug, or None for a model outside it."""
+    return MODELS.get(slug)
+
+
+# -- the registry ---------------------------------------------------------------------
+
+def _page(slug: str, host: str = "https://www.segmind.com") -> str:
+    return f"{host}/models/{slug}/api ({_READ})"
+
+
+def _int(name: str, lo: float | None = None, hi: float | None = None, default: Any = None,
+         help: str = "") -> Param:
+    return Param(name, "int", default, minimum=lo, maximum=hi, help=help)
+
+
+def _float(name: str, lo: float | None = None, hi: float | None = None,
+           default: Any = None, help: str = "") -> Param:
+    return Param(name, "float", default, minimum=lo, maximum=hi, help=help)
+
+
+def _enum(name: str, choices: tuple[Any, ...], default: Any = None, help: str = "") -> Param:
+    return Param(name, "enum", default, choices=choices, help=help)
+
+
+def _str(name: str, default: Any = None, help: str = "") -> Param:
+    return Param(name, "str", default, help=help)
+
+
+_CUT = "an enum on the page whose values the stored copy did not show: not checked"
+_FROM_SAMPLE = "in the page's sample request; no range shown"
+_ONLY_1024 = _enum("img_width", (1024,), 1024, "Can only be 1024 for SDXL")
+_ONLY_1024_H = _enum("img_height", (1024,), 1024, "Can only be 1024 for SDXL")
+_BASE64 = Param("base64", "bool", False, help="Base64 encoding of the output image")
+_SEED_RANGE = dict(lo=-1, hi=999999999999999, default=-1)
+_FLUX_RATIOS = ("1:1", "16:9", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
+
+MODELS: dict[str, Model] = {m.slug: m for m in (
+    Model(
+        MODEL, "Luma Photon", 19_000, "$0.019 per generation",
+        (_enum("aspect_ratio", ASPECT_RATIOS, "1:1", "Aspect ratio of the output image"),),
+        v1_path=f"/v1/models/{MODEL}", source=_page(MODEL),
+    ),
+    Model(
+        "flux-schnell", "Flux.1 Schnell", 8_000, "~$0.008",
+        (_float("denoise", 0, 1, 1),
+         _int("height", 512, 2048, 1024, "between 512 and 2048 in multiples of 8 "
+              "(the multiple is not checked)"),
+         _str("sampler_name", "euler", "27 allowed values, 10 shown in the stored copy: "
+              "not checked"),
+         _int("samples", 1, None, 1, "Number of samples to generate (no maximum shown)"),
+         _enum("scheduler", ("normal", "karras", "exponential", "sgm_uniform", "simple",
+                             "ddim_uniform"), "normal"),
+         _int("seed", default=123456789),
+         _int("steps", 1, 8, 4),
+         _int("width", help="the stored copy cut its range off; sample value 1024")),
+        v1_path="/v1/flux-schnell", samples_param="samples", price_per_sample=True,
+        source=_page("flux-schnell", "https://segmind.com"),
+    ),
+    Model(
+        "flux-dev", "Flux.1 Dev", 20_000, "~$0.02",
+        (_enum("aspect_ratio", _FLUX_RATIOS),
+         _float("guidance", 0, 10, 3, "the page says integer, its own sample sends 3.5"),
+         _enum("output_format", ("webp", "jpg", "png"), "webp"),
+         _int("output_quality", 0, 100, 80),
+         _float("prompt_strength", 0, 1, 0.8),
+         _int("samples", 1, help="Number of samples to generate (no range shown)"),
+         _int("seed", help=_FROM_SAMPLE), _int("steps", help=_FROM_SAMPLE)),
+        v1_path="/v1/flux-dev", samples_param="samples", price_per_sample=True,
+        source=_page("flux-dev", "https://segmind.com"),
+    ),
+    Model(
+        "sdxl1.0-txt2img", "Stable Diffusion XL 1.0", 8_000, "~$0.008",
+        (_str("negative_prompt"), _str("style", "base", _CUT),
+         _int("samples", 1, 4, 1, "Affects Pricing"), _str("scheduler", "UniPC", _CUT),
+         _int("num_inference_steps", 20, 100), _float("guidance_scale", 1, 25, 7.5),
+         _float("strength", help=_FROM_SAMPLE), _float("high_noise_fraction", 0, 1, 0.8),
+         _int("seed", help=_FROM_SAMPLE), _int("img_width", help=_FROM_SAMPLE),
+         _int("img_height", 512, 2048, help="between 512 and 2048"),
+         Param("refiner", "bool", help=_FROM_SAMPLE), _BASE64),
+        v1_path="/v1/sdxl1.0-txt2img", samples_param="samples", price_per_sample=True,
+        source=_page("sdxl1.0-txt2img"),
+    ),
+    Model(
+        "ssd-1b", "SSD-1B (distilled SDXL)", 4_000, "~$0.004",
+        (_str("negative_prompt"), _int("samples", 1, 4, 1, "Affects Pricing"),
+         _str("scheduler", help=_CUT + " (copies disagree on the default)"),
+         _int("num_inference_steps", 20, 100, 25, "Affects Pricing"),
+         _float("guidance_scale", 1, 25, 7.5), _int("seed", **_SEED_RANGE),
+         _ONLY_1024, _ONLY_1024_H, _BASE64),
+        v1_path="/v1/ssd-1b", samples_param="samples", price_per_sample=True,
+        source=_page("ssd-1b", "https://segmind.com"),
+    ),
+    Model(
+        "segmind-vega-rt-v1", "Segmind-VegaRT (distilled SDXL, LCM)", 2_000, "~$0.002",
+        (_int("num_inference_steps", 4, 10, 4, "Affects Pricing"),
+         _int("seed", **_SEED_RANGE), _ONLY_1024, _ONLY_1024_H, _BASE64),
+        v1_path="/v1/segmind-vega-rt-v1", source=_page("segmind-vega-rt-v1",
+                                                       "https://segmind.com"),
+    ),
+    Model(
+        "ideogram-2a-txt-2-img", "Ideogram 2a", 50_000, "$0.05 per generation",
+        (_enum("magic_prompt_option", ("AUTO", "ON", "OFF"), "AUTO"),
+         _str("resolution", "RESOLUTION_1024_1024", "78 allowed values, 10 shown in the "
+              "stored copy: not checked"),
+         _int("seed", 100, 999999), _str("style_type", "GENERAL", _CUT)),
+        v1_path="/v1/ideogram-2a-txt-2-img", source=_page("ideogram-2a-txt-2-img"),
+    ),
+)}
