@@ -22,13 +22,10 @@ ends as soon as the run stops, and a wait the server asks for that is longer tha
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from .client import Client, GeneratedImage
 from .config import RunConfig
@@ -45,12 +42,12 @@ from .errors import (
     RetryableError,
     StillRunning,
     StopReason,
-    failure_cause,
 )
-from .events import Failed, Pending, Submitted, Succeeded
+from .events import Submitted
 from .jobs import Job
-from .ledger import Account, Ledger
+from .ledger import Ledger
 from .manifest import ManifestWriter
+from .outcomes import Outcomes, Ticket
 from .pacing import AdaptiveRate, CircuitBreaker, sleep_unless
 from .poller import Poller
 from .progress import Reporter
@@ -63,28 +60,6 @@ MAX_RATE_LIMITED = 100  # 429s one job may meet before it is recorded as a retry
 BACKOFF_CAP = 60.0
 
 
-@dataclass(slots=True, eq=False)
-class Ticket:
-    """One job on its way through a worker."""
-
-    job: Job
-    request_id: str | None = None  # v2: the request to collect, never to re-post
-    replaces: str | None = None  # v2: the lost request this run submitted again for
-    attempts: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    account: Account = field(default_factory=Account)
-
-    @property
-    def started(self) -> bool:
-        return bool(self.attempts or self.account.cost)
-
-    @property
-    def billed_request(self) -> bool:
-        """Its v2 request completed and was counted: collecting it costs nothing."""
-        return self.request_id is not None and self.request_id in self.account.keys
-
-
 class Pool:
     """Workers, their shared limits, the ledger and the stop flag."""
 
@@ -95,9 +70,9 @@ class Pool:
         self.client = client
         self.manifest = manifest
         self.store = store
-        self.reporter = reporter
-        self.on_image = on_image  # called with each saved image's path; must not raise
         self.ledger = Ledger(config.max_cost_micro, config.price_micro)
+        # on_image: called with each saved image's path; must not raise
+        self.outcomes = Outcomes(manifest, store, reporter, self.ledger, on_image)
         self.rate = AdaptiveRate(config.rate) if config.rate else None
         self.breaker = CircuitBreaker()
         self.poller = Poller(client, self.rate, interval=config.poll_interval,
@@ -107,9 +82,6 @@ class Pool:
         self.stop_reason: StopReason | None = None
         self.stop_message: str | None = None
         self.fatal: ApiError | None = None
-        self.done = self.failed = self.unfinished = 0
-        self.failures: Counter[str] = Counter()  # "400 prompt flagged" → jobs
-        self.remaining_credits: float | None = None
         self._workers: list[asyncio.Task] = []
         self._request_ids: set[str] = set()  # v2 ids submitted in this run
 
@@ -167,7 +139,7 @@ class Pool:
             except Exception as exc:  # a bug: stop cleanly, keep what the job cost
                 log.exception("unexpected error on %s; stopping", job.id)
                 self.stop(StopReason.INTERNAL_ERROR, f"unexpected error: {exc!r}")
-                self._pending(ticket, StopReason.INTERNAL_ERROR.word)
+                self.outcomes.pending(ticket, StopReason.INTERNAL_ERROR.word)
                 return
             finally:
                 self.ledger.release(ticket.account)
@@ -177,11 +149,11 @@ class Pool:
         try:
             while True:
                 if not await self._ready(ticket):
-                    self._pending(ticket, self.stop_reason.word if self.stop_reason
+                    self.outcomes.pending(ticket, self.stop_reason.word if self.stop_reason
                                   else StopReason.INTERRUPTED.word)
                     return
                 if ticket.attempts == 0 and (blocked := self.store.blocked(ticket.job.id)):
-                    self._failed(ticket, RetryableError(blocked), retryable=True)
+                    self.outcomes.failure(ticket, RetryableError(blocked), retryable=True)
                     return  # nothing paid for an image that could not be saved
                 ticket.attempts += 1
                 sent_at = time.monotonic()
@@ -195,7 +167,7 @@ class Pool:
                     if not await self._handle(ticket, exc, sent_at):
                         return
                     if ticket.account.cost:  # billed, and tried again: on record now (M1)
-                        self._record_billed(ticket, exc)
+                        self.outcomes.billed(ticket, exc)
                 else:
                     self._charge(ticket)
                     self.breaker.succeeded()
@@ -204,7 +176,7 @@ class Pool:
                     self._save(ticket, image)
                     return
         except asyncio.CancelledError:  # a second signal: record, then let it through
-            self._pending(ticket, StopReason.INTERRUPTED.word)
+            self.outcomes.pending(ticket, StopReason.INTERRUPTED.word)
             raise
 
     # -- one attempt -----------------------------------------------------------------
@@ -268,7 +240,7 @@ class Pool:
                 self.rate.rate_limited(exc.retry_after)
             ticket.rate_limited += 1
             if ticket.rate_limited > MAX_RATE_LIMITED:
-                self._failed(ticket, exc, retryable=True)
+                self.outcomes.failure(ticket, exc, retryable=True)
                 return False
             await self._wait(exc.retry_after or self._backoff(ticket.rate_limited), exc)
             return True
@@ -280,7 +252,7 @@ class Pool:
             if not self.breaker.is_open:  # waiting out an outage costs no retries
                 ticket.retries += 1
             if ticket.retries > self.config.retries:
-                self._failed(ticket, exc, retryable=True)
+                self.outcomes.failure(ticket, exc, retryable=True)
                 return False
             log.debug("retrying %s after %s", ticket.job.id, exc)
             await self._wait(max(self._backoff(max(ticket.retries, 1)), exc.retry_after or 0),
@@ -290,7 +262,7 @@ class Pool:
         if isinstance(exc, RequestLost):
             lost, ticket.request_id = ticket.request_id, None
             if ticket.replaces is not None:
-                self._failed(ticket, exc, retryable=True)
+                self.outcomes.failure(ticket, exc, retryable=True)
                 return False
             log.warning("%s: the API lost request %s; submitting it once more",
                         ticket.job.id, lost)
@@ -300,17 +272,17 @@ class Pool:
             if exc.outage:
                 self.stop(StopReason.OUTAGE, exc.message)
             log.warning("%s: %s", ticket.job.id, exc.message)
-            self._pending(ticket, StopReason.OUTAGE.word if exc.outage else "submitted")
+            self.outcomes.pending(ticket, StopReason.OUTAGE.word if exc.outage else "submitted")
         elif isinstance(exc, JobRejected):
             ticket.request_id = None
-            self._failed(ticket, exc, retryable=False)
+            self.outcomes.failure(ticket, exc, retryable=False)
         elif isinstance(exc, OutOfCredits):
             self.stop(StopReason.OUT_OF_CREDITS)
-            self._pending(ticket, StopReason.OUT_OF_CREDITS.word)
+            self.outcomes.pending(ticket, StopReason.OUT_OF_CREDITS.word)
         elif isinstance(exc, FatalApiError):
             self.fatal = self.fatal or exc
             self.stop(StopReason.API_REFUSED, str(exc))
-            self._pending(ticket, StopReason.API_REFUSED.word)
+            self.outcomes.pending(ticket, StopReason.API_REFUSED.word)
         else:  # pragma: no cover - every ApiError subclass is handled above
             raise exc
         return False
@@ -328,70 +300,11 @@ class Pool:
         """Exponential backoff with full jitter."""
         return random.uniform(0, min(BACKOFF_CAP, self.config.backoff * 2 ** (retry - 1)))
 
-    # -- how a job ends: one line each -----------------------------------------------
-
     def _save(self, ticket: Ticket, image: GeneratedImage) -> None:
-        """Write the image, then its line. Synchronous on purpose: no cancellation (a
-        second Ctrl-C) can fall between the two and drop a paid-for image."""
-        job = ticket.job
         try:
-            file = self.store.write(job.id, image.extension, image.data)
+            self.outcomes.success(ticket, image)
         except OSError as exc:  # disk full, folder removed: the image is paid for but lost
             message = f"cannot save {exc.filename or self.store.path}: {exc.strerror}"
             log.error("%s; stopping", message)
             self.stop(StopReason.OUTPUT_ERROR, message)
-            self._pending(ticket, StopReason.OUTPUT_ERROR.word)
-            return
-        self.done += 1
-        if image.remaining_credits is not None:  # answers arrive out of order: keep the lowest
-            known = [c for c in (self.remaining_credits, image.remaining_credits) if c is not None]
-            self.remaining_credits = min(known)
-        self.manifest.write(Succeeded(
-            job_id=job.id, fp=job.fp, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
-            metadata=job.metadata, file=file, bytes=len(image.data),
-            sha256=hashlib.sha256(image.data).hexdigest(), cost=ticket.account.settle(),
-            attempts=ticket.attempts, latency_s=round(image.latency_s, 3),
-            request_id=image.request_id, remaining_credits=image.remaining_credits,
-        ))
-        if self.on_image is not None:
-            self.on_image(file)
-        self.reporter.job_done(job.id, self.ledger.spent, image.remaining_credits)
-
-    def _failed(self, ticket: Ticket, exc: ApiError, *, retryable: bool) -> None:
-        job = ticket.job
-        self.failed += 1
-        self.failures[failure_cause(exc.status, exc.message)] += 1
-        self.manifest.write(Failed(
-            job_id=job.id, fp=job.fp, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
-            metadata=job.metadata, status=exc.status, error=exc.message, retryable=retryable,
-            attempts=ticket.attempts, cost=ticket.account.settle(),
-            request_id=ticket.request_id, request_status=self._request_status(ticket),
-        ))
-        self.reporter.job_failed(job.id, str(exc), self.ledger.spent)
-
-    def _record_billed(self, ticket: Ticket, exc: ApiError) -> None:
-        """Money billed on an attempt that is retried goes on record at once, as a
-        retryable failure of that attempt, so a kill -9 can only lose the requests in
-        flight (SPEC §8 M1). It is not a failure of the job: the job goes on."""
-        job = ticket.job
-        self.manifest.write(Failed(
-            job_id=job.id, fp=job.fp, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
-            metadata=job.metadata, status=exc.status, error=exc.message, retryable=True,
-            attempts=ticket.attempts, cost=ticket.account.settle(),
-            request_id=ticket.request_id, request_status=self._request_status(ticket),
-        ))
-
-    def _pending(self, ticket: Ticket, reason: str) -> None:
-        """A started job that stops here; one never tried in this run keeps its state."""
-        if not ticket.started:
-            return
-        self.unfinished += 1
-        self.manifest.write(Pending(
-            job_id=ticket.job.id, fp=ticket.job.fp, reason=reason, attempts=ticket.attempts,
-            cost=ticket.account.settle(), request_id=ticket.request_id,
-            request_status=self._request_status(ticket),
-        ))
-
-    @staticmethod
-    def _request_status(ticket: Ticket) -> str | None:
-        return "COMPLETED" if ticket.billed_request else None
+            self.outcomes.pending(ticket, StopReason.OUTPUT_ERROR.word)

@@ -232,7 +232,7 @@ def _summarize(pool: Pool, plan: Plan, history: Replay, store: ImageStore, confi
         exit_code, word = reason.exit_code, reason.word
     else:  # --limit: only this run's own jobs count
         failed, left = ((counts["failed"], counts["pending"]) if config.limit is None
-                        else (pool.failed, pool.unfinished))
+                        else (pool.outcomes.failed, pool.outcomes.unfinished))
         invalid = bool(jobs.invalid)
         exit_code = 1 if failed or left or invalid else 0
         word = ("failed" if failed else "incomplete" if left else
@@ -242,9 +242,9 @@ def _summarize(pool: Pool, plan: Plan, history: Replay, store: ImageStore, confi
     return RunSummary(
         exit_code=exit_code, reason=word, done=counts["done"], failed=counts["failed"],
         pending=counts["pending"], spent_run_micro=pool.ledger.spent,
-        spent_total_micro=history.spent_micro, done_run=pool.done,
-        remaining_credits=pool.remaining_credits, message=pool.stop_message,
-        failures=dict(pool.failures.most_common()),
+        spent_total_micro=history.spent_micro, done_run=pool.outcomes.done,
+        remaining_credits=pool.outcomes.remaining_credits, message=pool.stop_message,
+        failures=dict(pool.outcomes.failures.most_common()),
         invalid=len(jobs.invalid) + jobs.invalid_unlisted,
         unanswered_micro=pool.ledger.uncertain,
     )
