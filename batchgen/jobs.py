@@ -17,15 +17,16 @@ import contextlib
 import gc
 import hashlib
 import re
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 from .config import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, MAX_PROMPT_CHARS, MODEL
 from .errors import JobFileError
-from .readers import Problems, Rows, check_path, normalize_column, read_bytes, read_rows
+from .jobindex import JobIndex
+from .readers import Problems, Rows, check_path, normalize_column, open_rows
 
 __all__ = ["Job", "JobFile", "canonical_ratio", "content_id", "fingerprint", "load_jobs"]
 
@@ -33,6 +34,8 @@ RESERVED_COLUMNS = ("prompt", "aspect_ratio", "id")
 _ALLOWED = ", ".join(ASPECT_RATIOS)
 # "16:9", "16 : 9", "16x9", "16/9" - and Excel's reading of 16:9 as the time 16:09:00
 _RATIO_SPELLING = re.compile(r"^\s*(\d{1,2})\s*[:xX×/]\s*(\d{1,2})(?::00)?\s*$")
+# A content id: 16 hex digits of fingerprint, and the occurrence from the 2nd copy on.
+_CONTENT_ID = re.compile(r"([0-9a-f]{16})(?:-(\d+))?")
 # What UTF-8 cannot encode: a lone half of a surrogate pair, as JSON's "\ud800" makes.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -52,9 +55,10 @@ class Job:
     source: str = ""  # where it came from: "row 14", "item 3", "line 5"
 
 
-@dataclass(frozen=True)
-class JobFile(Sequence[Job]):
-    """A validated job file: its jobs in file order, and the facts a run records.
+@dataclass(frozen=True, eq=False)
+class JobFile:
+    """A validated job file: the facts a run records, and its jobs in file order, read
+    back from an on-disk index as they are needed, so a million jobs are never held.
     Reading it again as `load_jobs(path, default_ratio=default_ratio, sheet=sheet)`
     gives the same jobs as long as the file's sha256 is unchanged."""
 
@@ -62,25 +66,43 @@ class JobFile(Sequence[Job]):
     sha256: str  # of the bytes that were read and validated
     default_ratio: str  # canonical: the ratio of rows without one (YAML defaults, else option)
     sheet: str | None  # .xlsx: the sheet read (the first one unless named); else None
-    jobs: list[Job]
+    job_count: int
+    ratios: dict[str, int]  # jobs per aspect ratio
+    metadata_columns: list[str]  # every metadata column of every job, first seen first
+    index: JobIndex = field(repr=False)
     #: with skip_invalid: the rows left out, as (location, column, problem), and how many
     #: more problems there were than are listed
     invalid: list[tuple[str, str, str]] = field(default_factory=list)
     invalid_unlisted: int = 0
 
     def __len__(self) -> int:
-        return len(self.jobs)
+        return self.job_count
 
     def __iter__(self) -> Iterator[Job]:
-        return iter(self.jobs)
+        return iter(self.index)
 
-    @overload
-    def __getitem__(self, index: int) -> Job: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Job]: ...
+    def chunks(self) -> Iterator[list[Job]]:
+        return self.index.chunks()
 
-    def __getitem__(self, index: int | slice) -> Job | list[Job]:
+    @property
+    def jobs(self) -> list[Job]:
+        """Every job in a list: for small files (and tests), not a million rows."""
+        return list(self.index)
+
+    def __getitem__(self, index: int) -> Job:
         return self.jobs[index]
+
+    def changed(self) -> bool:
+        """Whether the file now holds other bytes than the ones validated (an edit
+        between validation and dispatch): read once more and hashed."""
+        digest = hashlib.sha256()
+        try:
+            with open(self.path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            return True
+        return digest.hexdigest() != self.sha256
 
 
 def fingerprint(model: str, prompt: str, aspect_ratio: str) -> str:
@@ -123,24 +145,28 @@ def load_jobs(
     if fallback is None:
         raise JobFileError([f"--aspect-ratio {default_ratio!r} is not one of {_ALLOWED}"])
 
-    data = read_bytes(path, problems)
-    sha256 = hashlib.sha256(data).hexdigest()
-    source = read_rows(suffix, data, sheet, problems)
-    del data  # the rows no longer need it: a million-row file is not held twice
+    source = open_rows(path, suffix, sheet, problems)
     header = _header(source, problems) if source.header is not None else None
     fallback = _ratio(source.default_ratio, fallback, problems, "defaults", "aspect_ratio")
-
     if problems.count:  # the file's own problems (defaults, header): nothing is skippable
         problems.raise_if_any()
-    jobs = _validate(source, header, fallback, problems, skip_invalid)
-    if not skip_invalid or not jobs:
+    index = JobIndex(_job)
+    facts = _validate(source, header, fallback, problems, index, skip_invalid)
+    if not skip_invalid or not facts.count:
         problems.raise_if_any()
-    if not jobs:
+    if not facts.count:
         problems.fail(None, None, "has a header but no jobs" if header else "has no jobs")
+    problems.sort()
     invalid = [(*place, line) for place, line in zip(problems.places, problems.lines,
                                                      strict=True)]
-    return JobFile(path.resolve(), sha256, fallback, source.sheet, jobs, invalid,
+    return JobFile(path.resolve(), source.digest.hexdigest(), fallback, source.sheet,
+                   facts.count, facts.ratios, list(facts.metadata), index, invalid,
                    problems.unshown)
+
+
+def _job(job_id: str, prompt: str, ratio: str, metadata: dict[str, Any], source: str,
+         fp: str) -> Job:
+    return Job(job_id, prompt, ratio, metadata, source, fp=fp)
 
 
 # -- validation ----------------------------------------------------------------------
@@ -172,22 +198,34 @@ def _columns(names: Iterable[str], problems: Problems, location: str | None) -> 
     return mapping
 
 
-def _validate(
-    source: Rows, header: dict[str, str] | None, fallback: str, problems: Problems,
-    skip_invalid: bool = False,
-) -> list[Job]:
-    """Check every row and build Jobs with stable ids. Tables share one header;
-    YAML and JSONL items each bring their own keys. Written for a million rows:
-    one pass, ratios looked up once per distinct spelling, one hash per row,
-    no per-row copies, and text decoded here as UTF-8 is not checked again."""
-    jobs: list[Job] = []
-    copies: Counter[str] = Counter()  # fingerprint → rows without a user id seen with it
-    user_ids: dict[str, str] = {}  # user id → the row that has it
+@dataclass
+class _Facts:
+    """What validation keeps of a file besides its jobs: counts, not copies."""
+
+    count: int = 0
+    ratios: dict[str, int] = field(default_factory=dict)
+    metadata: dict[str, None] = field(default_factory=dict)  # column names, first seen first
+
+
+def _validate(source: Rows, header: dict[str, str] | None, fallback: str, problems: Problems,
+              index: JobIndex, skip_invalid: bool = False) -> _Facts:
+    """Check every row and write the valid ones to the index as jobs with stable ids.
+    Tables share one header; YAML and JSONL items each bring their own keys. Written
+    for a million rows: one pass; ratios looked up once per distinct spelling; one
+    hash per row; what is kept per row is its user id or its fingerprint (to find a
+    duplicate, and to number identical rows), never the row."""
+    facts = _Facts()
+    user_ids: set[str] = set()
+    twice: list[tuple[str, str, str, int]] = []  # (user id, location, column, row order)
+    refused: dict[str, str] = {}  # user id → location, of rows that were not valid
+    seen: set[int] = set()  # fingerprints of rows without a user id
+    copies: dict[int, int] = {}  # fingerprint → rows with it, once there are two
     ratios = {"": fallback}  # cell text → canonical ratio, for cells seen before
     roles = _Roles(header) if header else None
     roles_of: dict[tuple[str, ...], _Roles] = {}  # YAML, JSONL: the roles of each key set
     with _collector_paused():
-        for location, row in source.rows:
+        for order, (location, row) in enumerate(source.rows, start=1):
+            problems.at = order
             if header is None:
                 roles = roles_of.get(tuple(row)) or _row_roles(row, roles_of, problems,
                                                                location)
@@ -204,35 +242,104 @@ def _validate(
             if prompt is None or user_id is None:
                 continue
             if user_id:
-                if user_id in user_ids:
-                    problems.add(location, roles.id, f"{user_id!r} is used twice: "
-                                 f"{user_ids[user_id]} and {location}")
+                if user_id in user_ids:  # named once the file is read: see _report_twice
+                    twice.append((user_id, location, roles.id, order))
                     continue
-                user_ids[user_id] = location
+                user_ids.add(user_id)
             if problems.count != known:
+                if user_id:
+                    refused[user_id] = location
                 continue  # a row with a problem is never a job
             fp = fingerprint(MODEL, prompt, ratio)
             if user_id:
                 job_id = user_id
             else:
-                copies[fp] += 1
-                job_id = fp if copies[fp] == 1 else f"{fp}-{copies[fp]}"
-            metadata = {c: row[c] for c in roles.metadata if c in row} if roles.metadata \
-                else _NO_METADATA
-            jobs.append(Job(job_id, prompt, ratio, metadata, location, fp=fp))
-    clashes = _check_id_clashes(jobs, user_ids, copies, problems)
-    return [job for job in jobs if job.source not in clashes] if skip_invalid else jobs
+                number = int(fp, 16)
+                if number in seen:
+                    copies[number] = copies.get(number, 1) + 1
+                    job_id = f"{fp}-{copies[number]}"
+                else:
+                    seen.add(number)
+                    job_id = fp
+            metadata = {k: v for k, v in row.items() if k not in roles.reserved} \
+                if len(row) > roles.named else _NO_METADATA
+            for name in metadata:
+                if name not in facts.metadata:
+                    facts.metadata[name] = None
+            facts.ratios[ratio] = facts.ratios.get(ratio, 0) + 1
+            facts.count += 1
+            index.add((job_id, prompt, ratio, metadata, location, fp))
+    index.seal()
+    if twice:
+        _report_twice(twice, refused, index, problems)
+    clashes = _clashes(user_ids, seen, copies, index, problems) if user_ids and seen else set()
+    if clashes and skip_invalid:
+        index.skip |= clashes
+        facts.count -= len(clashes)
+    return facts
+
+
+def _report_twice(twice: list[tuple[str, str, str, int]], refused: dict[str, str],
+                  index: JobIndex, problems: Problems) -> None:
+    """Name both rows of each duplicate user id: the first is found in the index (or
+    among the rows that were not valid), now that the file has been read."""
+    wanted = {user_id for user_id, *_ in twice}
+    first = {user_id: location for user_id, location in refused.items() if user_id in wanted}
+    for job in index:
+        if job.id in wanted:
+            first.setdefault(job.id, job.source)
+    for user_id, location, column, order in twice:
+        problems.at = order
+        problems.add(location, column, f"{user_id!r} is used twice: "
+                     f"{first.get(user_id, 'an earlier row')} and {location}")
+
+
+def _clashes(user_ids: set[str], seen: set[int], copies: dict[int, int], index: JobIndex,
+             problems: Problems) -> set[str]:
+    """A user id that equals another row's content id (e.g. copied from an old
+    results.csv) would make two jobs share one image; name both rows. Returns the
+    content-id rows."""
+    suspects = set()
+    for user_id in user_ids:  # only ids shaped like content ids can clash
+        match = _CONTENT_ID.fullmatch(user_id)
+        if match:
+            number = int(match[1], 16)
+            occurrence = int(match[2] or 1)
+            if number in seen and occurrence <= copies.get(number, 1):
+                suspects.add(user_id)
+    if not suspects:
+        return set()
+    rows: dict[str, list[Job]] = {}
+    for job in index:
+        if job.id in suspects:
+            rows.setdefault(job.id, []).append(job)
+    clashes = set()
+    problems.at = sys.maxsize  # after every row's own problems
+    for job_id, jobs in rows.items():
+        if len(jobs) < 2:
+            continue
+        users = [j for j in jobs if j.id != j.fp and not j.id.startswith(j.fp + "-")]
+        user_row = users[0] if users else jobs[0]
+        for job in jobs:
+            if job is not user_row:
+                problems.add(job.source, "id", f"{job_id!r} is used twice: {user_row.source} "
+                             f"(its id column) and {job.source} (its content id)")
+                clashes.add(job.source)
+    return clashes
 
 
 class _Roles:
     """Which original column plays which part: prompt, aspect ratio, id, metadata."""
 
-    __slots__ = ("prompt", "ratio", "id", "metadata", "texts", "bad_names")
+    __slots__ = ("prompt", "ratio", "id", "metadata", "texts", "bad_names", "reserved",
+                 "named")
 
     def __init__(self, columns: dict[str, str]):
         self.prompt = columns.get("prompt", "prompt")
         self.ratio = columns.get("aspect_ratio", "aspect_ratio")
         self.id = columns.get("id", "id")
+        self.reserved = {self.prompt, self.ratio, self.id}
+        self.named = sum(key in RESERVED_COLUMNS for key in columns)  # rows this long: no metadata
         self.metadata = [name for key, name in columns.items() if key not in RESERVED_COLUMNS]
         self.texts = [self.prompt, self.id, *self.metadata]  # sent or recorded: must encode
         # column → its first unencodable character (only a metadata name can have one)
@@ -262,22 +369,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _check_id_clashes(
-    jobs: list[Job], user_ids: dict[str, str], copies: Counter[str], problems: Problems
-) -> set[str]:
-    """A user id that equals a content id (e.g. copied from an old results.csv) would
-    make two jobs share one image; name both rows. Returns the content-id rows."""
-    clashes: set[str] = set()
-    if not user_ids or not copies:
-        return clashes
-    for job in jobs:
-        if job.id in user_ids and job.source != user_ids[job.id]:
-            problems.add(job.source, "id", f"{job.id!r} is used twice: {user_ids[job.id]} "
-                         f"(its id column) and {job.source} (its content id)")
-            clashes.add(job.source)
-    return clashes
 
 
 def _prompt(value: Any, problems: Problems, location: str, column: str) -> str | None:
