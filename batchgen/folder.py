@@ -12,6 +12,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from .checkpoint import CHECKPOINT_NAME
 from .config import RunConfig
 from .errors import UsageError
 from .jobs import JobFile
@@ -20,7 +21,8 @@ from .manifest import MANIFEST_NAME, Replay
 log = logging.getLogger("batchgen")
 
 #: What batchgen writes in an output folder, and so what discarding it removes.
-MADE_HERE = ("images", "thumbs", MANIFEST_NAME, "results.csv", "index.html", "invalid.csv")
+MADE_HERE = ("images", "thumbs", MANIFEST_NAME, CHECKPOINT_NAME, "results.csv", "index.html",
+             "invalid.csv")
 
 
 def claim(out_dir: Path, history: Replay, jobs: JobFile, config: RunConfig) -> Replay:

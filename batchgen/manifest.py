@@ -1,7 +1,8 @@
 """The manifest: an append-only JSONL record of everything a batch did, and its
 replay into per-job records. It is the single source of truth: resume, `status`
-and the reports all read it back through `replay`, and a running batch keeps its
-replay current by folding in each event as it is written.
+and the reports all read it back through `replay`; a run folds in what it wrote when
+it ends, and leaves a checkpoint of its replay so the next one reads only what came
+after it (see `checkpoint`).
 
 Durability: each event is written and flushed to the kernel before the code
 that depends on it goes on, so a killed process loses nothing it recorded.
@@ -14,24 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
-from .events import (
-    Event,
-    Failed,
-    JobEvent,
-    RunFinished,
-    RunStarted,
-    Submitted,
-    Succeeded,
-    by_name,
-)
+from .events import Event, JobEvent, RunFinished, RunStarted, by_name
+from .records import Events, Records, fp_number
 
 MANIFEST_NAME = "manifest.jsonl"
 #: Least time between two fsyncs: each one commits the file system's journal, which
@@ -40,12 +34,10 @@ SYNC_INTERVAL = 0.1
 
 
 class ManifestWriter:
-    """Appends events; `on_write` sees each one (the run's live replay). Use
-    `async with` so the final fsync happens."""
+    """Appends events. Use `async with` so the final fsync happens."""
 
-    def __init__(self, path: Path, on_write: Callable[[Event], None] | None = None):
+    def __init__(self, path: Path):
         self.path = path
-        self._on_write = on_write
         try:
             self._fh = open(path, "ab")  # noqa: SIM115 - closed in close()
             if self._fh.tell() and not _ends_with_newline(path):
@@ -63,7 +55,7 @@ class ManifestWriter:
         await self.close()
 
     def write(self, event: Event) -> None:
-        """Append one event, then tell the listener."""
+        """Append one event."""
         line = json.dumps(event.to_line(), ensure_ascii=False).encode() + b"\n"
         try:
             self._fh.write(line)
@@ -71,8 +63,6 @@ class ManifestWriter:
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
         self._dirty.set()
-        if self._on_write is not None:
-            self._on_write(event)
 
     async def _sync_forever(self) -> None:
         fd = self._fh.fileno()
@@ -104,73 +94,79 @@ def _ends_with_newline(path: Path) -> bool:
         return fh.read(1) == b"\n"
 
 
-@dataclass(slots=True)
-class JobRecord:
-    """What the manifest says about one job: its latest line, its money, the image
-    of its last success and any v2 request that can still be collected."""
-
-    kind: str  # the latest job event: succeeded | failed | submitted | pending
-    fp: str | None  # fingerprint of what that line was about (None: an old manifest)
-    cost_micro: int = 0  # over every line
-    attempts: int = 0
-    file: str | None = None  # the last success's image, its size and hash
-    bytes: int | None = None
-    sha256: str | None = None
-    error: str = ""
-    status: int | None = None
-    retryable: bool = False
-    reason: str = ""  # pending: why
-    request_id: str | None = None  # v2: a request to collect rather than submit again
-    request_status: str | None = None  # COMPLETED: already billed and counted
-    ts: str = ""  # when the latest line was written
-
-
 @dataclass
 class Replay:
-    """The state of a batch, rebuilt from its manifest one event at a time."""
+    """The state of a batch, rebuilt from its manifest: each job's record, the runs,
+    the money, and how far into the file it has read (`offset` bytes, `lines` lines,
+    `digest` the sha256 of those bytes) so that it can be extended by what came since."""
 
-    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    jobs: Records = field(default_factory=Records.empty)
     runs: list[dict[str, Any]] = field(default_factory=list)  # one per run_started
     spent_micro: int = 0
     bad_lines: list[int] = field(default_factory=list)  # line numbers that were not events
     torn_tail: bool = False  # the last line is torn: a crash mid-write, just now
+    offset: int = 0
+    lines: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
 
     @property
     def last_run(self) -> dict[str, Any] | None:
         return self.runs[-1] if self.runs else None
 
-    def apply(self, event: Event) -> None:
-        """Fold one event into the state."""
-        if isinstance(event, JobEvent):
-            self._apply_job(event)
+    def extend(self, path: Path) -> Replay:
+        """Fold in the lines written since `offset` (by this run, or since a checkpoint).
+        A last line without its newline is left for later: it may still be written."""
+        if not path.exists():
+            return self
+        events = Events(self.jobs.reasons, self.jobs.side)
+        collecting = gc.isenabled()
+        gc.disable()  # many small objects that live on: collecting them is wasted time
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(self.offset)
+                for raw in fh:
+                    if not raw.endswith(b"\n"):
+                        self.torn_tail = bool(raw.strip())
+                        if self.torn_tail:
+                            self.bad_lines.append(self.lines + 1)
+                        break
+                    self.offset += len(raw)
+                    self.lines += 1
+                    self.digest.update(raw)
+                    self._apply(raw, events)
+        except OSError as exc:  # a folder named manifest.jsonl, an unreadable disk
+            raise OutputError(f"cannot read {path}: {exc.strerror}") from None
+        finally:
+            if collecting:
+                gc.enable()
+        self.jobs = self.jobs.fold(events)
+        return self
+
+    def _apply(self, raw: bytes, events: Events) -> None:
+        if not raw.strip():
+            return
+        event = _event(raw)
+        if event is None:
+            self.bad_lines.append(self.lines)
+            self.torn_tail = False
+        elif isinstance(event, JobEvent):
+            events.add(event, fp_number(event.fp or _legacy_fp(event)))
+            cost = getattr(event, "cost", 0)
+            self.spent_micro += cost
+            if self.runs:
+                self.runs[-1]["spent_micro"] += cost
         elif isinstance(event, RunStarted):
             self.runs.append({"started": event, "finished": None, "spent_micro": 0})
         elif isinstance(event, RunFinished) and self.runs:
             self.runs[-1]["finished"] = event
 
-    def _apply_job(self, event: JobEvent) -> None:
-        record = self.jobs.get(event.job_id)
-        if record is None:
-            record = self.jobs[event.job_id] = JobRecord(event.name, event.fp)
-        record.kind, record.fp, record.ts = event.name, event.fp or _legacy_fp(event), event.ts
-        if isinstance(event, Submitted):
-            record.request_id, record.request_status = event.request_id, None
-            return
-        record.cost_micro += event.cost
-        self.spent_micro += event.cost
-        if self.runs:
-            self.runs[-1]["spent_micro"] += event.cost
-        record.attempts = event.attempts
-        if isinstance(event, Succeeded):
-            record.file, record.bytes, record.sha256 = event.file, event.bytes, event.sha256
-            record.request_id = record.request_status = None
-            return
-        record.request_id, record.request_status = event.request_id, event.request_status
-        if isinstance(event, Failed):
-            record.error, record.status, record.retryable = event.error, event.status, \
-                event.retryable
-        else:
-            record.reason = event.reason
+
+def _event(raw: bytes) -> Event | None:
+    try:
+        line = json.loads(raw)
+        return by_name[line["event"]].from_line(line)
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _legacy_fp(event: Event) -> str | None:
@@ -186,38 +182,17 @@ def _legacy_fp(event: Event) -> str | None:
 
 def read_events(path: Path) -> Iterator[tuple[int, Event | None]]:
     """(line number, event) for each line; None for a line that is not an event."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-                event = by_name[line["event"]].from_line(line)
-            except (ValueError, KeyError, TypeError):
-                event = None
-            yield number, event
+            if raw.strip():
+                yield number, _event(raw)
 
 
-def replay(path: Path) -> Replay:
-    """Fold the manifest into per-job state. Unreadable lines (a torn last line after
-    a crash) are skipped and listed in `bad_lines`."""
-    result = Replay()
-    if not path.exists():
-        return result
-    collecting = gc.isenabled()
-    gc.disable()  # a million small objects that live on: collecting them is wasted time
-    last = 0
-    try:
-        for number, event in read_events(path):
-            last = number
-            if event is None:
-                result.bad_lines.append(number)
-            else:
-                result.apply(event)
-    except OSError as exc:  # a folder named manifest.jsonl, an unreadable disk
-        raise OutputError(f"cannot read {path}: {exc.strerror}") from None
-    finally:
-        if collecting:
-            gc.enable()
-    result.torn_tail = bool(result.bad_lines) and result.bad_lines[-1] == last
-    return result
+def replay(path: Path, checkpoint: Path | None = None) -> Replay:
+    """Fold the manifest into per-job state, starting from `checkpoint` when it is a
+    valid one for this manifest. Unreadable lines (a torn last line after a crash)
+    are skipped and listed in `bad_lines`."""
+    from .checkpoint import load
+
+    start = load(checkpoint, path) if checkpoint is not None else None
+    return (start or Replay()).extend(path)

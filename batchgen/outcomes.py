@@ -16,6 +16,7 @@ from .jobs import Job
 from .ledger import Account, Ledger
 from .manifest import ManifestWriter
 from .progress import Reporter
+from .state import DONE, FAILED, PENDING
 from .store import ImageStore
 
 
@@ -24,6 +25,7 @@ class Ticket:
     """One job on its way through a worker."""
 
     job: Job
+    position: int = 0  # in the job file: where the plan notes how it ended
     request_id: str | None = None  # v2: the request to collect, never to re-post
     replaces: str | None = None  # v2: the lost request this run submitted again for
     attempts: int = 0
@@ -45,12 +47,14 @@ class Outcomes:
     """Writes how jobs end, and counts them."""
 
     def __init__(self, manifest: ManifestWriter, store: ImageStore, reporter: Reporter,
-                 ledger: Ledger, on_image: Callable[[str], None] | None = None):
+                 ledger: Ledger, on_image: Callable[[str], None] | None = None,
+                 on_end: Callable[[int, str], None] | None = None):
         self.manifest = manifest
         self.store = store
         self.reporter = reporter
         self.ledger = ledger
-        self.on_image = on_image
+        self.on_image = on_image  # each saved image's path
+        self.on_end = on_end or (lambda position, state: None)  # how each job ended
         self.done = self.failed = self.unfinished = 0
         self.failures: Counter[str] = Counter()  # "400 prompt flagged" → jobs
         self.remaining_credits: float | None = None
@@ -72,6 +76,7 @@ class Outcomes:
             attempts=ticket.attempts, latency_s=round(image.latency_s, 3),
             request_id=image.request_id, remaining_credits=image.remaining_credits,
         ))
+        self.on_end(ticket.position, DONE)
         if self.on_image is not None:
             self.on_image(file)
         self.reporter.job_done(job.id, self.ledger.spent, image.remaining_credits)
@@ -80,6 +85,7 @@ class Outcomes:
         self.failed += 1
         self.failures[failure_cause(exc.status, exc.message)] += 1
         self._failed_line(ticket, exc, retryable)
+        self.on_end(ticket.position, FAILED)
         self.reporter.job_failed(ticket.job.id, str(exc), self.ledger.spent)
 
     def billed(self, ticket: Ticket, exc: ApiError) -> None:
@@ -98,6 +104,7 @@ class Outcomes:
             cost=ticket.account.settle(), request_id=ticket.request_id,
             request_status=_request_status(ticket),
         ))
+        self.on_end(ticket.position, PENDING)
 
     def _failed_line(self, ticket: Ticket, exc: ApiError, retryable: bool) -> None:
         job = ticket.job

@@ -1,5 +1,11 @@
-"""What a run will do, and what `validate` and `--dry-run` estimate: both ask
-`state.job_state` about every job, so they agree with the run and the reports.
+"""What a run will do with each job, and what `validate` and `--dry-run` estimate:
+both ask `state.job_state` about every job, so they agree with the run and the
+reports.
+
+A plan reads the job file twice, a chunk at a time, and keeps a byte per job: a
+survey notes each job's state and whether to run it, then `items` reads the jobs
+again and hands the ones to run to the pool as it asks for them. The pool notes
+how each ended (`settle`), so the run's counts are those bytes tallied.
 
     estimate(load_jobs("prompts.csv"), Path("output/prompts"))  # counts and money
 """
@@ -7,17 +13,20 @@
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .jobs import Job, JobFile
 from .manifest import MANIFEST_NAME, Replay, replay
 from .money import PRICE_MICRO, micro_to_usd
-from .state import DONE, FAILED, JobState, job_state
+from .state import DONE, FAILED, PENDING, JobState, job_state
 from .store import ImageStore
+
+CODES = {DONE: 0, FAILED: 1, PENDING: 2}
+OUTSIDE = 3  # not in this run's shard
+RUN = 4  # a flag on the code: this run tries the job
 
 
 def in_shard(job_id: str, shard: tuple[int, int] | None) -> bool:
@@ -28,34 +37,68 @@ def in_shard(job_id: str, shard: tuple[int, int] | None) -> bool:
     return int(hashlib.sha256(job_id.encode()).hexdigest()[:12], 16) % count == index - 1
 
 
-@dataclass
 class Plan:
-    """Which jobs this run attempts, and why the others are left alone."""
+    """Which jobs of the shard this run attempts, and why it leaves the others alone."""
 
-    universe: list[Job]  # the jobs of this shard
-    to_run: list[tuple[Job, JobState]] = field(default_factory=list)
-    found: list[tuple[Job, JobState]] = field(default_factory=list)  # images to adopt
-    done_before: int = 0
-    permanent_failures: int = 0
+    def __init__(self, jobs: JobFile, history: Replay, store: ImageStore, *,
+                 shard: tuple[int, int] | None = None, limit: int | None = None,
+                 retry_failed: bool = False):
+        self.jobs, self.history, self.store = jobs, history, store
+        self.codes = bytearray()  # per job in file order: a CODES value, or OUTSIDE; | RUN
+        self.found: list[tuple[int, Job, JobState]] = []  # images a crash left unrecorded
+        self.universe = self.done_before = self.permanent_failures = self.to_run = 0
+        self._survey(shard, limit, retry_failed)
 
+    def _states(self) -> Iterator[tuple[Job, JobState]]:
+        get_many, store = self.history.jobs.get_many, self.store
+        for chunk in self.jobs.chunks():
+            records = get_many([job.id for job in chunk])
+            for job, record in zip(chunk, records, strict=True):
+                yield job, job_state(job.id, job.fp, record, store)
 
-def make_plan(jobs: Iterable[Job], history: Replay, store: ImageStore, *,
-              shard: tuple[int, int] | None = None, limit: int | None = None,
-              retry_failed: bool = False) -> Plan:
-    plan = Plan([job for job in jobs if in_shard(job.id, shard)])
-    for job in plan.universe:
-        state = job_state(job.id, job.fp, history.jobs.get(job.id), store)
-        if state.state == DONE:
-            plan.done_before += 1
-        elif state.found:
-            plan.found.append((job, state))
-        elif state.state == FAILED and not state.retryable and not retry_failed:
-            plan.permanent_failures += 1
-        else:
-            plan.to_run.append((job, state))
-    if limit is not None:
-        del plan.to_run[limit:]
-    return plan
+    def _survey(self, shard: tuple[int, int] | None, limit: int | None,
+                retry_failed: bool) -> None:
+        codes = self.codes
+        for position, (job, state) in enumerate(self._states()):
+            if shard is not None and not in_shard(job.id, shard):
+                codes.append(OUTSIDE)
+                continue
+            self.universe += 1
+            code = CODES[state.state]
+            if state.state == DONE:
+                self.done_before += 1
+            elif state.found:
+                self.found.append((position, job, state))
+            elif state.state == FAILED and not state.retryable and not retry_failed:
+                self.permanent_failures += 1
+            elif limit is None or self.to_run < limit:
+                self.to_run += 1
+                code |= RUN
+            codes.append(code)
+
+    def items(self) -> Iterator[tuple[int, Job, JobState]]:
+        """(position, job, state) of each job to run, in file order, read as needed."""
+        position = 0
+        for chunk in self.jobs.chunks():
+            end = position + len(chunk)
+            if any(code & RUN for code in self.codes[position:end]):
+                records = self.history.jobs.get_many([job.id for job in chunk])
+                for offset, (job, record) in enumerate(zip(chunk, records, strict=True)):
+                    if self.codes[position + offset] & RUN:
+                        yield position + offset, job, job_state(job.id, job.fp, record,
+                                                                self.store)
+            position = end
+
+    def settle(self, position: int, state: str) -> None:
+        """How a job ended in this run: done, failed or pending."""
+        self.codes[position] = CODES[state] | (self.codes[position] & RUN)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs of the shard by state, as they stand now."""
+        tally = [0] * 4
+        for code in self.codes:
+            tally[code & 3] += 1
+        return {DONE: tally[0], FAILED: tally[1], PENDING: tally[2]}
 
 
 @dataclass(frozen=True)
@@ -80,14 +123,22 @@ class Estimate:
 
 def estimate(jobs: JobFile, out_dir: Path, price_micro: int = PRICE_MICRO) -> Estimate:
     """Count and price a job file; with an existing output folder, what is left."""
+    from .checkpoint import CHECKPOINT_NAME
+
     path = out_dir / MANIFEST_NAME
-    plan = make_plan(jobs, replay(path), ImageStore(out_dir))
-    left = len(plan.to_run)
+    started = path.exists()
+    if started:
+        plan = Plan(jobs, replay(path, out_dir / CHECKPOINT_NAME), ImageStore(out_dir))
+        done, permanent, left = (plan.done_before + len(plan.found), plan.permanent_failures,
+                                 plan.to_run)
+    else:  # nothing done yet: no need to read the jobs again
+        done, permanent, left = 0, 0, len(jobs)
     return Estimate(
-        job_file=str(jobs.path), jobs=len(jobs),
-        by_ratio=dict(sorted(Counter(job.aspect_ratio for job in jobs).items())),
+        job_file=str(jobs.path), jobs=len(jobs), by_ratio=dict(sorted(jobs.ratios.items())),
         price=micro_to_usd(price_micro), cost=micro_to_usd(len(jobs) * price_micro),
-        out_dir=str(out_dir), started=path.exists(), done=plan.done_before + len(plan.found),
-        failed_permanent=plan.permanent_failures, left=left,
-        left_cost=micro_to_usd(left * price_micro),
+        out_dir=str(out_dir), started=started, done=done, failed_permanent=permanent,
+        left=left, left_cost=micro_to_usd(left * price_micro),
     )
+
+
+__all__ = ["Estimate", "Plan", "estimate", "in_shard"]

@@ -65,14 +65,15 @@ class Pool:
 
     def __init__(self, config: RunConfig, client: Client, manifest: ManifestWriter,
                  store: ImageStore, reporter: Reporter,
-                 on_image: Callable[[str], None] | None = None):
+                 on_image: Callable[[str], None] | None = None,
+                 on_end: Callable[[int, str], None] | None = None):
         self.config = config
         self.client = client
         self.manifest = manifest
         self.store = store
         self.ledger = Ledger(config.max_cost_micro, config.price_micro)
         # on_image: called with each saved image's path; must not raise
-        self.outcomes = Outcomes(manifest, store, reporter, self.ledger, on_image)
+        self.outcomes = Outcomes(manifest, store, reporter, self.ledger, on_image, on_end)
         self.rate = AdaptiveRate(config.rate) if config.rate else None
         self.breaker = CircuitBreaker()
         self.poller = Poller(client, self.rate, interval=config.poll_interval,
@@ -98,7 +99,7 @@ class Pool:
         for worker in self._workers:
             worker.cancel()
 
-    async def run(self, items: Iterable[tuple[Job, JobState]]) -> None:
+    async def run(self, items: Iterable[tuple[int, Job, JobState]]) -> None:
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.concurrency)
         feeder = asyncio.create_task(self._feed(items, queue))
         poller = asyncio.create_task(self.poller.run())
@@ -113,7 +114,8 @@ class Pool:
             if isinstance(result, Exception):
                 raise result
 
-    async def _feed(self, items: Iterable[tuple[Job, JobState]], queue: asyncio.Queue) -> None:
+    async def _feed(self, items: Iterable[tuple[int, Job, JobState]],
+                    queue: asyncio.Queue) -> None:
         for item in items:
             if self.stopping.is_set():
                 break
@@ -126,8 +128,8 @@ class Pool:
             item = await queue.get()
             if item is None:
                 return
-            job, state = item
-            ticket = Ticket(job, state.request_id)
+            position, job, state = item
+            ticket = Ticket(job, position, state.request_id)
             if state.request_billed:
                 ticket.account.keys.add(state.request_id)
             try:

@@ -75,6 +75,7 @@ class JobRecord:
     reason: str = ""  # pending: why
     request_id: str | None = None  # v2: a request to collect rather than submit again
     request_status: str | None = None  # COMPLETED: already billed and counted
+    ts: str = ""  # when the latest line was written (kept for jobs not done)
 
 
 class Events:
@@ -100,7 +101,7 @@ class Events:
             for name in ("cost", "attempts", "status", "retryable", "reason"):
                 c[name].append(0)
             self._image(None)
-            self._set(key, side, request_id=event.request_id, request_status=None)
+            self._set(key, side, request_id=event.request_id, request_status=None, ts=event.ts)
             return
         c["cost"].append(event.cost)
         c["attempts"].append(event.attempts)
@@ -110,7 +111,7 @@ class Events:
             c["reason"].append(0)
             other = event.file != _usual_file(event.job_id, event.file)
             self._image(event, other)
-            self._set(key, side, request_id=None, request_status=None,
+            self._set(key, side, request_id=None, request_status=None, ts=None,
                       file=event.file if other else None)
             return
         self._image(None)
@@ -120,7 +121,7 @@ class Events:
         c["reason"].append(self._reason(event.reason) if isinstance(event, Pending) else 0)
         self._set(key, side, request_id=event.request_id,
                   request_status=event.request_status if event.request_id else None,
-                  **({"error": event.error} if isinstance(event, Failed) else {}))
+                  ts=event.ts, **({"error": event.error} if isinstance(event, Failed) else {}))
 
     def _image(self, event: Succeeded | None, other: bool = False) -> None:
         c = self.columns
@@ -191,6 +192,18 @@ class Records:
         i = self._index(job_id)
         return None if i is None else self._record(job_id, i)
 
+    def get_many(self, job_ids: list[str]) -> list[JobRecord | None]:
+        """`get` for many jobs at once: one vectorized search, then a record for each
+        job found (a chunk of a job file at a time)."""
+        if not len(self.keys) or not job_ids:
+            return [None] * len(job_ids)
+        keys = np.fromiter(map(job_key, job_ids), np.uint64, len(job_ids))
+        where = self.keys.searchsorted(keys)
+        where[where >= len(self.keys)] = 0
+        hits = self.keys[where] == keys
+        return [self._record(job_id, int(i)) if hit else None
+                for job_id, i, hit in zip(job_ids, where.tolist(), hits.tolist(), strict=True)]
+
     def __getitem__(self, job_id: str) -> JobRecord:
         record = self.get(job_id)
         if record is None:
@@ -212,7 +225,7 @@ class Records:
             int(c["attempts"][i]), file, None if size < 0 else size,
             f"{sha:016x}" if sha else None, side.get("error", ""), int(c["status"][i]) or None,
             bool(c["retryable"][i]), self.reasons[c["reason"][i]], side.get("request_id"),
-            side.get("request_status"),
+            side.get("request_status"), side.get("ts", ""),
         )
 
     def fold(self, events: Events) -> Records:

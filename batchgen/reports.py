@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -30,8 +31,7 @@ def job_rows(jobs: Iterable[Job], history: Replay, store: ImageStore) -> Iterato
     """One dict per job in file order: id, prompt, aspect_ratio, state, file,
     cost_micro, attempts, error, metadata, reason and retryable. A generator: the
     reports walk it several times rather than hold a million dicts."""
-    for job in jobs:
-        record = history.jobs.get(job.id)
+    for job, record in _with_records(jobs, history):
         state = job_state(job.id, job.fp, record, store)
         error = ""
         if state.state == FAILED:
@@ -47,6 +47,19 @@ def job_rows(jobs: Iterable[Job], history: Replay, store: ImageStore) -> Iterato
             "error": error, "metadata": job.metadata, "reason": state.reason,
             "retryable": state.retryable,
         }
+
+
+def _with_records(jobs: Iterable[Job], history: Replay) -> Iterator[tuple[Job, Any]]:
+    """Each job with its manifest record, looked up a chunk of jobs at a time."""
+    chunks = jobs.chunks() if isinstance(jobs, JobFile) else _chunked(jobs)
+    for chunk in chunks:
+        yield from zip(chunk, history.jobs.get_many([job.id for job in chunk]), strict=True)
+
+
+def _chunked(jobs: Iterable[Job], size: int = 10_000) -> Iterator[list[Job]]:
+    iterator = iter(jobs)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def cell(value: Any) -> str:
@@ -90,7 +103,7 @@ def write_reports(out_dir: Path, jobs: Iterable[Job], history: Replay) -> None:
     def rows() -> Iterator[dict[str, Any]]:
         return job_rows(jobs, history, store)
 
-    meta = metadata_columns(jobs)
+    meta = jobs.metadata_columns if isinstance(jobs, JobFile) else metadata_columns(jobs)
     write_atomically(out_dir / RESULTS_NAME, lambda fh: write_results(fh, rows(), meta))
     write_atomically(out_dir / INDEX_NAME,
                      lambda fh: write_gallery(fh, rows, history, thumbs.ensure))

@@ -12,24 +12,25 @@ import logging
 import random
 import signal
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 from . import __version__
+from .checkpoint import CHECKPOINT_NAME
+from .checkpoint import save as save_checkpoint
 from .client import Client, key_exposed
 from .config import RunConfig
-from .errors import ApiError, FatalApiError, OutputError, StopReason
+from .errors import ApiError, FatalApiError, JobFileError, OutputError, StopReason
 from .events import RunFinished, RunStarted, Succeeded
 from .folder import claim
 from .jobs import JobFile
 from .lock import FolderLock
 from .manifest import MANIFEST_NAME, ManifestWriter, Replay, replay
 from .money import format_usd
-from .plan import Plan, make_plan
+from .plan import Plan
 from .pool import Pool
 from .progress import Reporter
 from .reports import INVALID_NAME, write_invalid, write_reports
-from .state import job_state
+from .state import DONE
 from .store import ImageStore
 from .thumbs import Thumbnailer
 
@@ -85,7 +86,7 @@ async def arun_batch(jobs: JobFile, config: RunConfig, *, reporter: Reporter | N
         raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
     with FolderLock(out_dir):
         path = out_dir / MANIFEST_NAME
-        history = claim(out_dir, replay(path), jobs, config)
+        history = claim(out_dir, replay(path, out_dir / CHECKPOINT_NAME), jobs, config)
         store = ImageStore(out_dir)
         try:
             store.prepare()
@@ -106,16 +107,20 @@ async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, histo
     if jobs.invalid:
         log.warning("%d invalid row(s) left out (--skip-invalid): see %s", len(jobs.invalid)
                     + jobs.invalid_unlisted, config.out_dir / INVALID_NAME)
-    plan = make_plan(jobs, history, store, shard=config.shard, limit=config.limit,
-                     retry_failed=config.retry_failed)
+    plan = Plan(jobs, history, store, shard=config.shard, limit=config.limit,
+                retry_failed=config.retry_failed)
+    if jobs.changed():  # the plan reads the validated jobs; the file must still hold them
+        raise JobFileError([f"{jobs.path}: changed while batchgen was reading it; nothing "
+                            "was sent: run the same command again"])
     if key_exposed(config.base_url):
         log.warning("the API key will be sent unencrypted to %s (plain http)", config.base_url)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{random.getrandbits(24):06x}"
     signals: list[int] = []
-    async with ManifestWriter(path, on_write=history.apply) as manifest, Client.open(
+    async with ManifestWriter(path) as manifest, Client.open(
         config.base_url, config.api_key, concurrency=config.concurrency, timeout=config.timeout
     ) as client:
-        pool = Pool(config, client, manifest, store, reporter, on_image=thumbnailer.submit)
+        pool = Pool(config, client, manifest, store, reporter, on_image=thumbnailer.submit,
+                    on_end=plan.settle)
         remove = _install_signals(pool, config, signals) if handle_signals else None
         try:
             manifest.write(RunStarted(
@@ -126,13 +131,13 @@ async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, histo
             ))
             _adopt(manifest, store, plan)
             log.info("%d jobs: %d to run, %d done before, %d failed permanently",
-                     len(plan.universe), len(plan.to_run), plan.done_before + len(plan.found),
+                     plan.universe, plan.to_run, plan.done_before + len(plan.found),
                      plan.permanent_failures)
             if plan.to_run:
-                await _unless_stopped(pool, _preflight(pool, client, config, len(plan.to_run)))
+                await _unless_stopped(pool, _preflight(pool, client, config, plan.to_run))
             if plan.to_run and not pool.stopping.is_set():
                 await _work(pool, plan, reporter, config)
-            summary = _summarize(pool, plan, history, store, config, signals, jobs)
+            summary = _summarize(pool, plan, history.extend(path), config, signals, jobs)
             manifest.write(RunFinished(
                 run_id=run_id, exit_code=summary.exit_code, reason=summary.reason,
                 done=summary.done, failed=summary.failed, pending=summary.pending,
@@ -141,10 +146,11 @@ async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, histo
         except OutputError as exc:  # the manifest itself cannot be written any more
             log.error("%s", exc)
             pool.stop(StopReason.OUTPUT_ERROR, str(exc))
-            summary = _summarize(pool, plan, history, store, config, signals, jobs)
+            summary = _summarize(pool, plan, history.extend(path), config, signals, jobs)
         finally:
             if remove:
                 remove()
+    save_checkpoint(history.extend(path), config.out_dir / CHECKPOINT_NAME)
     await asyncio.to_thread(thumbnailer.drain)
     try:
         write_reports(config.out_dir, jobs, history)
@@ -172,7 +178,7 @@ def _adopt(manifest: ManifestWriter, store: ImageStore, plan: Plan) -> None:
     """Record images that reached disk in a crashed run but missed their success line.
     Their cost stays with the crashed run, which never recorded it: nothing is
     counted that this run did not see billed."""
-    for job, state in plan.found:
+    for position, job, state in plan.found:
         data = store.read(state.found)
         log.warning("%s: found its image %s from an interrupted run; keeping it",
                     job.id, state.found)
@@ -181,6 +187,7 @@ def _adopt(manifest: ManifestWriter, store: ImageStore, plan: Plan) -> None:
             metadata=job.metadata, file=state.found, bytes=len(data),
             sha256=hashlib.sha256(data).hexdigest(), recovered=True,
         ))
+        plan.settle(position, DONE)
 
 
 async def _preflight(pool: Pool, client: Client, config: RunConfig, jobs_left: int) -> None:
@@ -211,19 +218,18 @@ async def _preflight(pool: Pool, client: Client, config: RunConfig, jobs_left: i
 
 
 async def _work(pool: Pool, plan: Plan, reporter: Reporter, config: RunConfig) -> None:
-    reporter.start(len(plan.to_run), config.price_micro)
+    reporter.start(plan.to_run, config.price_micro)
     ticker = asyncio.create_task(reporter.tick())
     try:
-        await pool.run(plan.to_run)
+        await pool.run(plan.items())
     finally:
         ticker.cancel()
         reporter.close()
 
 
-def _summarize(pool: Pool, plan: Plan, history: Replay, store: ImageStore, config: RunConfig,
+def _summarize(pool: Pool, plan: Plan, history: Replay, config: RunConfig,
                signals: list[int], jobs: JobFile) -> RunSummary:
-    counts = Counter(job_state(job.id, job.fp, history.jobs.get(job.id), store).state
-                     for job in plan.universe)
+    counts = plan.counts()
     reason = pool.stop_reason
     if reason is StopReason.INTERRUPTED:
         exit_code, word = SIGNAL_EXIT_CODES.get(signals[0] if signals else signal.SIGINT,

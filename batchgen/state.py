@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .errors import StopReason
-from .manifest import JobRecord
+from .records import JobRecord
 from .store import ImageStore, is_complete_image
 
 DONE, FAILED, PENDING = "done", "failed", "pending"
@@ -91,7 +91,7 @@ def _found(job_id: str, record: JobRecord, store: ImageStore) -> str | None:
         data = store.read(file)
     except OSError:
         return None
-    if not is_complete_image(data) or hashlib.sha256(data).hexdigest() == record.sha256:
+    if not is_complete_image(data) or hashlib.sha256(data).hexdigest()[:16] == record.sha16:
         return None
     return file
 

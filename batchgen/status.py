@@ -7,9 +7,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import CHECKPOINT_NAME
 from .errors import JobFileError, UsageError, failure_cause
 from .gallery import price_micro, when
-from .jobs import Job, load_jobs
+from .jobs import Job, JobFile, load_jobs
 from .lock import running_pid
 from .manifest import MANIFEST_NAME, Replay, read_events, replay
 from .money import format_usd, micro_to_usd, usd_to_micro
@@ -23,10 +24,10 @@ def load_history(out_dir: Path) -> Replay:
     path = out_dir / MANIFEST_NAME
     if not path.is_file():
         raise UsageError(f"{out_dir} has no {MANIFEST_NAME}: not a batchgen output folder")
-    return replay(path)
+    return replay(path, out_dir / CHECKPOINT_NAME)
 
 
-def jobs_of(out_dir: Path, history: Replay) -> tuple[list[Job], list[str]]:
+def jobs_of(out_dir: Path, history: Replay) -> tuple[JobFile | list[Job], list[str]]:
     """The jobs of the batch: the job file named by the last run, read the same way;
     if it is gone, the jobs the manifest mentions. Second value: warnings."""
     run = history.last_run
@@ -40,9 +41,9 @@ def jobs_of(out_dir: Path, history: Replay) -> tuple[list[Job], list[str]]:
             warning = f"cannot re-read the job file: {exc.problems[0]}"
         else:
             if started.job_file_sha256 and started.job_file_sha256 != jobs.sha256:
-                return list(jobs), [f"{started.job_file} changed since the last run: "
-                                    "counting the jobs it holds now"]
-            return list(jobs), []
+                return jobs, [f"{started.job_file} changed since the last run: "
+                              "counting the jobs it holds now"]
+            return jobs, []
     else:
         warning = "the manifest names no job file"
     return _manifest_jobs(out_dir / MANIFEST_NAME, history), [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from batchgen.client import key_exposed
-from batchgen.manifest import replay
+from batchgen.manifest import read_events, replay
 from batchgen.store import image_extension
 
 from .conftest import TEST_KEY, events, kill_9_when, spawn, wait_for, write_jobs
@@ -115,9 +115,10 @@ def test_kill_9_at_random_moments_never_loses_or_double_pays_more_than_in_flight
         proc.wait()
         kills += 1
         state = replay(out / "manifest.jsonl")  # always loadable, torn line or not
-        for record in state.jobs.values():
-            if record.kind == "succeeded":
-                assert image_extension((out / record.file).read_bytes()) == "png"
+        for _, event in read_events(out / "manifest.jsonl"):
+            if event is not None and event.name == "succeeded":
+                assert image_extension((out / event.file).read_bytes()) == "png"
+                assert state.jobs.get(event.job_id) is not None
     (out / "images" / ".half-written.png.123.tmp").write_bytes(b"\x89PNG\r\n")  # crash leftover
     result = cli("run", jobs, "--out", out, "--base-url", sim.base_url, *FAST)
     assert result.code == 0, result.err
@@ -259,7 +260,8 @@ def test_hostile_ids_cannot_write_outside_images(tmp_path, sim, cli):
     assert len(files) == len(ids)
     assert all(f.parent == out / "images" and len(f.name) < 120 for f in files)
     assert sorted(p.name for p in out.iterdir()) == [
-        ".batchgen.lock", "images", "index.html", "manifest.jsonl", "results.csv"]
+        ".batchgen.lock", ".manifest.checkpoint.npz", "images", "index.html", "manifest.jsonl",
+        "results.csv"]
 
 
 def test_key_over_plain_http_to_another_host_is_flagged():
@@ -288,10 +290,9 @@ def test_disk_full_stops_the_run_and_leaves_a_consistent_manifest(
                  "--concurrency", "2")
     assert result.code == 1, result.err
     assert "No space left on device" in result.err
-    state = replay(out / "manifest.jsonl")
-    for record in state.jobs.values():
-        if record.kind == "succeeded":
-            assert image_extension((out / record.file).read_bytes()) == "png"
+    for _, event in read_events(out / "manifest.jsonl"):
+        if event is not None and event.name == "succeeded":
+            assert image_extension((out / event.file).read_bytes()) == "png"
     assert sim.charged < 200
 
 
