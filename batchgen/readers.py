@@ -57,14 +57,12 @@ class Problems:
         self.lines: list[str] = []
         self.places: list[tuple[str, str]] = []  # (location, column) of each line
         self.unshown = 0  # problems past MAX_REPORTED_PROBLEMS: counted, not kept
+        self.count = 0  # all problems, shown or not
         self.at = 0  # the row being read (its order in the file): problems are listed by it
         self._orders: list[int] = []
 
-    @property
-    def count(self) -> int:
-        return len(self.lines) + self.unshown
-
     def add(self, location: str | None, column: str | None, message: str) -> None:
+        self.count += 1
         if len(self.lines) >= MAX_REPORTED_PROBLEMS:
             self.unshown += 1
             return

@@ -36,6 +36,7 @@ _TYPES = {"kind": "B", "fp": "Q", "cost": "q", "attempts": "L", "size": "q", "ex
 LATEST = ("kind", "fp", "attempts", "status", "retryable", "reason")  # of the latest line
 IMAGE = ("size", "ext", "sha")  # of the latest success
 OTHER_FILE = 255  # `ext` of an image whose name is not the usual one: see the side table
+_NOTHING: dict[str, Any] = {}
 
 
 def job_key(job_id: str) -> int:
@@ -193,16 +194,21 @@ class Records:
         return None if i is None else self._record(job_id, i)
 
     def get_many(self, job_ids: list[str]) -> list[JobRecord | None]:
-        """`get` for many jobs at once: one vectorized search, then a record for each
-        job found (a chunk of a job file at a time)."""
+        """`get` for many jobs at once (a chunk of a job file): one vectorized search,
+        and the columns of the jobs found taken out together."""
         if not len(self.keys) or not job_ids:
             return [None] * len(job_ids)
         keys = np.fromiter(map(job_key, job_ids), np.uint64, len(job_ids))
         where = self.keys.searchsorted(keys)
         where[where >= len(self.keys)] = 0
-        hits = self.keys[where] == keys
-        return [self._record(job_id, int(i)) if hit else None
-                for job_id, i, hit in zip(job_ids, where.tolist(), hits.tolist(), strict=True)]
+        hits = np.flatnonzero(self.keys[where] == keys)
+        found = where[hits]
+        records: list[JobRecord | None] = [None] * len(job_ids)
+        rows = zip(hits.tolist(), self.keys[found].tolist(),
+                   *(self.columns[name][found].tolist() for name in COLUMNS), strict=True)
+        for at, key, *values in rows:
+            records[at] = self._build(job_ids[at], key, *values)
+        return records
 
     def __getitem__(self, job_id: str) -> JobRecord:
         record = self.get(job_id)
@@ -211,20 +217,22 @@ class Records:
         return record
 
     def _record(self, job_id: str, i: int) -> JobRecord:
-        c = self.columns
-        side = self.side.get(int(self.keys[i]), {})
-        size, ext = int(c["size"][i]), int(c["ext"][i])
+        return self._build(job_id, int(self.keys[i]),
+                           *(self.columns[name][i].item() for name in COLUMNS))
+
+    def _build(self, job_id: str, key: int, kind: int, fp: int, cost: int, attempts: int,
+               size: int, ext: int, sha: int, status: int, retryable: int, reason: int,
+               image: int) -> JobRecord:
+        side = self.side.get(key, _NOTHING)
         file = None
-        if c["image"][i]:
+        if image:
             file = side.get("file") or (
                 f"{IMAGES_DIR}/{safe_stem(job_id)}.{EXTENSIONS[ext]}" if ext < len(EXTENSIONS)
                 else None)
-        sha = int(c["sha"][i])
         return JobRecord(
-            KINDS[c["kind"][i]], fp_text(int(c["fp"][i])), int(c["cost"][i]),
-            int(c["attempts"][i]), file, None if size < 0 else size,
-            f"{sha:016x}" if sha else None, side.get("error", ""), int(c["status"][i]) or None,
-            bool(c["retryable"][i]), self.reasons[c["reason"][i]], side.get("request_id"),
+            KINDS[kind], fp_text(fp), cost, attempts, file, None if size < 0 else size,
+            f"{sha:016x}" if sha else None, side.get("error", ""), status or None,
+            bool(retryable), self.reasons[reason], side.get("request_id"),
             side.get("request_status"), side.get("ts", ""),
         )
 

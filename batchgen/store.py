@@ -67,6 +67,7 @@ class ImageStore:
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
         self.path = out_dir / IMAGES_DIR
+        self._root = str(out_dir)  # joined as text: a million stats need no Path objects
 
     def prepare(self) -> None:
         """Create the folder and remove temporary files left by a crashed run."""
@@ -78,7 +79,7 @@ class ImageStore:
     def size(self, file: str) -> int | None:
         """The size of a recorded image, or None when it is not there."""
         try:
-            return os.stat(self.out_dir / file).st_size
+            return os.stat(f"{self._root}/{file}").st_size
         except (OSError, ValueError):
             return None
 

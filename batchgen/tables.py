@@ -49,7 +49,8 @@ def delimited_rows(path: Path, suffix: str, problems: Problems) -> Rows:
     def rows() -> Iterator[Row]:
         try:
             chunks = _chain(first.iloc[1:], frames)
-            yield from _numbered(([_text(c) for c in frame.itertuples(index=False, name=None)]
+            # a short row's missing cells are NaN: empty
+            yield from _numbered((frame.fillna("").to_numpy(dtype=object).tolist()
                                   for frame in chunks), names)
         except pd.errors.ParserError as exc:
             _refuse_table(path, sep, quoting, exc, problems)
@@ -112,11 +113,6 @@ def _chain(first: Any, frames: Iterable[Any]) -> Iterator[Any]:
     yield from frames
 
 
-def _text(cells: tuple) -> list[str]:
-    """pandas fills the cells a short row lacks with NaN: they are empty."""
-    return [c if isinstance(c, str) else "" for c in cells]
-
-
 def _numbered(batches: Iterable[list[list[str]]], names: list[str | None]) -> Iterator[Row]:
     """Rows as {column: text}, numbered from 2. Wholly blank rows (trailing ';;;' lines
     from Excel, spacer rows) are skipped, not errors. A column without a name is
@@ -124,10 +120,14 @@ def _numbered(batches: Iterable[list[list[str]]], names: list[str | None]) -> It
     the last named column likewise."""
     number = 1
     width = len(names)
+    plain = None not in names  # every column named: a row is the names zipped with its cells
     for batch in batches:
         for cells in batch:
             number += 1
             if not "".join(cells).strip():
+                continue
+            if plain and len(cells) == width:
+                yield f"row {number}", dict(zip(names, cells, strict=True))
                 continue
             row = {}
             for index, value in enumerate(cells):
