@@ -18,6 +18,7 @@ import gc
 import hashlib
 import re
 import sys
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,8 +216,7 @@ def _validate(source: Rows, header: dict[str, str] | None, fallback: str, proble
     hash per row; what is kept per row is its user id or its fingerprint (to find a
     duplicate, and to number identical rows), never the row."""
     facts = _Facts()
-    user_ids: set[str] = set()
-    twice: list[tuple[str, str, str, int]] = []  # (user id, location, column, row order)
+    user_keys = array("Q")  # a 64-bit hash of each user id: duplicates are found at the end
     refused: dict[str, str] = {}  # user id → location, of rows that were not valid
     seen: set[int] = set()  # fingerprints of rows without a user id
     copies: dict[int, int] = {}  # fingerprint → rows with it, once there are two
@@ -224,8 +224,7 @@ def _validate(source: Rows, header: dict[str, str] | None, fallback: str, proble
     roles = _Roles(header) if header else None
     roles_of: dict[tuple[str, ...], _Roles] = {}  # YAML, JSONL: the roles of each key set
     with _collector_paused():
-        for order, (location, row) in enumerate(source.rows, start=1):
-            problems.at = order
+        for location, row in source.rows:
             if header is None:
                 roles = roles_of.get(tuple(row)) or _row_roles(row, roles_of, problems,
                                                                location)
@@ -241,18 +240,14 @@ def _validate(source: Rows, header: dict[str, str] | None, fallback: str, proble
                 _encodable(row, roles, problems, location)
             if prompt is None or user_id is None:
                 continue
-            if user_id:
-                if user_id in user_ids:  # named once the file is read: see _report_twice
-                    twice.append((user_id, location, roles.id, order))
-                    continue
-                user_ids.add(user_id)
             if problems.count != known:
                 if user_id:
-                    refused[user_id] = location
+                    refused.setdefault(user_id, location)
                 continue  # a row with a problem is never a job
             fp = fingerprint(MODEL, prompt, ratio)
             if user_id:
                 job_id = user_id
+                user_keys.append(_key(user_id))
             else:
                 number = int(fp, 16)
                 if number in seen:
@@ -270,43 +265,73 @@ def _validate(source: Rows, header: dict[str, str] | None, fallback: str, proble
             facts.count += 1
             index.add((job_id, prompt, ratio, metadata, location, fp))
     index.seal()
-    if twice:
-        _report_twice(twice, refused, index, problems)
-    clashes = _clashes(user_ids, seen, copies, index, problems) if user_ids and seen else set()
-    if clashes and skip_invalid:
-        index.skip |= clashes
-        facts.count -= len(clashes)
+    skip = _duplicates(user_keys, refused, index, problems)
+    if seen and (user_keys or refused):
+        skip |= _clashes(seen, copies, index, problems)
+    if skip and skip_invalid:
+        index.skip |= skip
+        facts.count -= len(skip)
     return facts
 
 
-def _report_twice(twice: list[tuple[str, str, str, int]], refused: dict[str, str],
-                  index: JobIndex, problems: Problems) -> None:
-    """Name both rows of each duplicate user id: the first is found in the index (or
-    among the rows that were not valid), now that the file has been read."""
-    wanted = {user_id for user_id, *_ in twice}
-    first = {user_id: location for user_id, location in refused.items() if user_id in wanted}
+def _key(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"),
+                                          digest_size=8).digest(), "little")
+
+
+def _duplicates(user_keys: array, refused: dict[str, str], index: JobIndex,
+                problems: Problems) -> set[str]:
+    """Every row whose user id an earlier row already has, named with both rows. Found
+    once the file is read, from 8 bytes a row: the index is read again only when two
+    hashes meet. Returns the later rows' places (left out with skip_invalid)."""
+    import numpy as np
+
+    keys = np.frombuffer(user_keys, np.uint64)
+    ordered = np.sort(keys)
+    twice = set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+    if refused:
+        theirs = np.fromiter(map(_key, refused), np.uint64, len(refused))
+        twice |= set(theirs[np.isin(theirs, keys)].tolist())
+    if not twice:
+        return set()
+    places: dict[str, list[tuple[int, str, bool]]] = {}  # id → (row, place, valid)
+    for user_id, location in refused.items():
+        if _key(user_id) in twice:
+            places.setdefault(user_id, []).append((_number(location), location, False))
     for job in index:
-        if job.id in wanted:
-            first.setdefault(job.id, job.source)
-    for user_id, location, column, order in twice:
-        problems.at = order
-        problems.add(location, column, f"{user_id!r} is used twice: "
-                     f"{first.get(user_id, 'an earlier row')} and {location}")
+        if not _is_content_id(job) and _key(job.id) in twice:
+            places.setdefault(job.id, []).append((_number(job.source), job.source, True))
+    later: set[str] = set()
+    for user_id, found in places.items():
+        (_, first, _), *rest = sorted(found)
+        for _, location, valid in rest:
+            problems.add(location, "id", f"{user_id!r} is used twice: {first} and {location}")
+            if valid:
+                later.add(location)
+    return later
 
 
-def _clashes(user_ids: set[str], seen: set[int], copies: dict[int, int], index: JobIndex,
+def _number(location: str) -> int:
+    """'row 14' → 14: where a row is, to put rows found apart back in order."""
+    number = location.rpartition(" ")[2]
+    return int(number) if number.isdigit() else 0
+
+
+def _is_content_id(job: Job) -> bool:
+    return job.id == job.fp or job.id.startswith(job.fp + "-")
+
+
+def _clashes(seen: set[int], copies: dict[int, int], index: JobIndex,
              problems: Problems) -> set[str]:
     """A user id that equals another row's content id (e.g. copied from an old
     results.csv) would make two jobs share one image; name both rows. Returns the
     content-id rows."""
     suspects = set()
-    for user_id in user_ids:  # only ids shaped like content ids can clash
-        match = _CONTENT_ID.fullmatch(user_id)
-        if match:
-            number = int(match[1], 16)
-            occurrence = int(match[2] or 1)
-            if number in seen and occurrence <= copies.get(number, 1):
-                suspects.add(user_id)
+    for job in index:  # only user ids shaped like a content id of this file can clash
+        match = None if _is_content_id(job) else _CONTENT_ID.fullmatch(job.id)
+        if match and int(match[1], 16) in seen and int(match[2] or 1) <= copies.get(
+                int(match[1], 16), 1):
+            suspects.add(job.id)
     if not suspects:
         return set()
     rows: dict[str, list[Job]] = {}
@@ -314,16 +339,13 @@ def _clashes(user_ids: set[str], seen: set[int], copies: dict[int, int], index: 
         if job.id in suspects:
             rows.setdefault(job.id, []).append(job)
     clashes = set()
-    problems.at = sys.maxsize  # after every row's own problems
     for job_id, jobs in rows.items():
-        if len(jobs) < 2:
-            continue
-        users = [j for j in jobs if j.id != j.fp and not j.id.startswith(j.fp + "-")]
-        user_row = users[0] if users else jobs[0]
+        users = [j for j in jobs if not _is_content_id(j)]
         for job in jobs:
-            if job is not user_row:
-                problems.add(job.source, "id", f"{job_id!r} is used twice: {user_row.source} "
-                             f"(its id column) and {job.source} (its content id)")
+            if job is not users[0]:
+                problems.add(job.source, "id", f"{job_id!r} is used twice: {users[0].source} "
+                             f"(its id column) and {job.source} (its content id)",
+                             order=sys.maxsize)
                 clashes.add(job.source)
     return clashes
 

@@ -58,10 +58,12 @@ class Problems:
         self.places: list[tuple[str, str]] = []  # (location, column) of each line
         self.unshown = 0  # problems past MAX_REPORTED_PROBLEMS: counted, not kept
         self.count = 0  # all problems, shown or not
-        self.at = 0  # the row being read (its order in the file): problems are listed by it
-        self._orders: list[int] = []
+        self._orders: list[int] = []  # where each problem goes: its row's number
 
-    def add(self, location: str | None, column: str | None, message: str) -> None:
+    def add(self, location: str | None, column: str | None, message: str, *,
+            order: int | None = None) -> None:
+        """A problem at `location` ('row 14'); listed in file order whenever it is found
+        (`order` places one that names no row)."""
         self.count += 1
         if len(self.lines) >= MAX_REPORTED_PROBLEMS:
             self.unshown += 1
@@ -72,7 +74,9 @@ class Problems:
             line = line.encode("utf-8", "backslashreplace").decode("utf-8")
         self.lines.append(line)
         self.places.append((location or "", column or ""))
-        self._orders.append(self.at)
+        number = (location or "").rpartition(" ")[2]
+        self._orders.append(order if order is not None else int(number) if number.isdigit()
+                            else 0)
 
     def sort(self) -> None:
         """In file order: a problem found once the whole file was read (a duplicate id)
