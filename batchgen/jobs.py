@@ -20,21 +20,25 @@ import re
 import sys
 from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .config import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, MAX_PROMPT_CHARS, MODEL
 from .errors import JobFileError
 from .jobindex import JobIndex
+from .models import canonical_ratio
+from .money import PRICE_MICRO
+from .params import Defaults, Sending, fingerprint
 from .readers import Problems, Rows, check_path, normalize_column, open_rows
 
 __all__ = ["Job", "JobFile", "canonical_ratio", "content_id", "fingerprint", "load_jobs"]
 
-RESERVED_COLUMNS = ("prompt", "aspect_ratio", "id")
+# `variants`, not `count`: a column named Count is common in product sheets (stock
+# counts) and must never multiply what a run spends.
+RESERVED_COLUMNS = ("prompt", "aspect_ratio", "id", "model", "variants")
+MAX_VARIANTS = 100  # jobs one row may make
 _ALLOWED = ", ".join(ASPECT_RATIOS)
-# "16:9", "16 : 9", "16x9", "16/9" - and Excel's reading of 16:9 as the time 16:09:00
-_RATIO_SPELLING = re.compile(r"^\s*(\d{1,2})\s*[:xX×/]\s*(\d{1,2})(?::00)?\s*$")
 # A content id: 16 hex digits of fingerprint, and the occurrence from the 2nd copy on.
 _CONTENT_ID = re.compile(r"([0-9a-f]{16})(?:-(\d+))?")
 # What UTF-8 cannot encode: a lone half of a surrogate pair, as JSON's "\ud800" makes.
@@ -50,10 +54,17 @@ class Job:
 
     id: str
     prompt: str
-    aspect_ratio: str
-    fp: str = field(kw_only=True)  # fingerprint(MODEL, prompt, aspect_ratio)
+    aspect_ratio: str  # '' for a model that takes none
+    fp: str = field(kw_only=True)  # params.fingerprint of what is sent
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # where it came from: "row 14", "item 3", "line 5"
+    model: str = MODEL
+    params: dict[str, Any] = field(default_factory=dict)  # sent besides the prompt
+    price: int = PRICE_MICRO  # micro-dollars for one request
+
+    def body(self) -> dict[str, Any]:
+        """The JSON sent for it."""
+        return {"prompt": self.prompt, **self.params}
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +82,10 @@ class JobFile:
     ratios: dict[str, int]  # jobs per aspect ratio
     metadata_columns: list[str]  # every metadata column of every job, first seen first
     index: JobIndex = field(repr=False)
+    defaults: Defaults = field(default_factory=Defaults)  # what rows left out, as given
+    models: dict[str, int] = field(default_factory=dict)  # jobs per model
+    param_columns: list[str] = field(default_factory=list)  # every parameter sent, sorted
+    cost_micro: int = 0  # one request of every job
     #: with skip_invalid: the rows left out, as (location, column, problem), and how many
     #: more problems there were than are listed
     invalid: list[tuple[str, str, str]] = field(default_factory=list)
@@ -106,37 +121,23 @@ class JobFile:
         return digest.hexdigest() != self.sha256
 
 
-def fingerprint(model: str, prompt: str, aspect_ratio: str) -> str:
-    """16 hex characters of sha256 over what is sent for a job."""
-    return hashlib.sha256(f"{model}\n{aspect_ratio}\n{prompt}".encode()).hexdigest()[:16]
-
-
 def content_id(prompt: str, aspect_ratio: str, occurrence: int) -> str:
-    """The id of a job without a user id: same content, same id; the n-th copy gets '-n'."""
+    """The id of a Luma job without a user id: same content, same id; the n-th copy
+    gets '-n'."""
     digest = fingerprint(MODEL, prompt, aspect_ratio)
     return digest if occurrence == 1 else f"{digest}-{occurrence}"
 
 
-def canonical_ratio(value: str) -> str | None:
-    """'16 : 9', '16x9' and '16:09:00' → '16:9'; None when it is no allowed ratio."""
-    if value in ASPECT_RATIOS:
-        return value
-    match = _RATIO_SPELLING.match(value)
-    if match:
-        ratio = f"{int(match[1])}:{int(match[2])}"
-        if ratio in ASPECT_RATIOS:
-            return ratio
-    return None
-
-
 def load_jobs(
     path: str | Path, *, default_ratio: str = DEFAULT_ASPECT_RATIO, sheet: str | None = None,
-    skip_invalid: bool = False,
+    skip_invalid: bool = False, model: str = MODEL, params: dict[str, str] | None = None,
+    variants: int = 1, price_micro: int | None = None,
 ) -> JobFile:
     """Read and validate a job file. Raises JobFileError naming every problem found.
     With `skip_invalid`, rows with problems are left out and listed in
     `JobFile.invalid` instead; a problem with the file itself still raises, and so does
-    a file with no valid row."""
+    a file with no valid row. `model`, `params` (NAME → text), `variants` and
+    `price_micro` apply to the rows that do not say (see `params.Defaults`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     problems = Problems(f"{path} (sheet {sheet!r})" if sheet and suffix == ".xlsx"
@@ -145,6 +146,7 @@ def load_jobs(
     fallback = canonical_ratio(default_ratio)
     if fallback is None:
         raise JobFileError([f"--aspect-ratio {default_ratio!r} is not one of {_ALLOWED}"])
+    defaults = Defaults(model, fallback, dict(params or {}), variants, price_micro)
 
     source = open_rows(path, suffix, sheet, problems)
     header = _header(source, problems) if source.header is not None else None
@@ -152,8 +154,9 @@ def load_jobs(
     if problems.count:  # the file's own problems (defaults, header): nothing is skippable
         problems.raise_if_any()
     index = JobIndex(_job)
-    facts = _validate(source, header, fallback, problems, index, skip_invalid)
-    if not skip_invalid or not facts.count:
+    facts = _validate(source, header, replace(defaults, aspect_ratio=fallback), problems,
+                      index, skip_invalid)
+    if not skip_invalid or not facts.count or facts.file_problems:
         problems.raise_if_any()
     if not facts.count:
         problems.fail(None, None, "has a header but no jobs" if header else "has no jobs")
@@ -162,15 +165,13 @@ def load_jobs(
                                                      strict=True)]
     return JobFile(path.resolve(), source.digest.hexdigest(), fallback, source.sheet,
                    facts.count, facts.ratios, list(facts.metadata), index, invalid,
-                   problems.unshown)
+                   problems.unshown, defaults, facts.models, sorted(facts.params),
+                   facts.cost)
 
 
 def _job(job_id: str, prompt: str, ratio: str, metadata: dict[str, Any], source: str,
-         fp: str) -> Job:
-    return Job(job_id, prompt, ratio, metadata, source, fp=fp)
-
-
-# -- validation ----------------------------------------------------------------------
+         fp: str, model: str, params: dict[str, Any], price: int) -> Job:
+    return Job(job_id, prompt, ratio, metadata, source, model, params, price, fp=fp)
 
 
 def _header(source: Rows, problems: Problems) -> dict[str, str]:
@@ -206,21 +207,26 @@ class _Facts:
     count: int = 0
     ratios: dict[str, int] = field(default_factory=dict)
     metadata: dict[str, None] = field(default_factory=dict)  # column names, first seen first
+    models: dict[str, int] = field(default_factory=dict)
+    params: set[str] = field(default_factory=set)
+    cost: int = 0
+    file_problems: bool = False  # a problem with the options or a model: nothing is skippable
 
 
-def _validate(source: Rows, header: dict[str, str] | None, fallback: str, problems: Problems,
-              index: JobIndex, skip_invalid: bool = False) -> _Facts:
+def _validate(source: Rows, header: dict[str, str] | None, defaults: Defaults,
+              problems: Problems, index: JobIndex, skip_invalid: bool = False) -> _Facts:
     """Check every row and write the valid ones to the index as jobs with stable ids.
     Tables share one header; YAML and JSONL items each bring their own keys. Written
     for a million rows: one pass; ratios looked up once per distinct spelling; one
-    hash per row; what is kept per row is its user id or its fingerprint (to find a
-    duplicate, and to number identical rows), never the row."""
+    hash per row; what is kept per row is its user id's hash or its fingerprint (to
+    find a duplicate, and to number identical rows), never the row."""
     facts = _Facts()
     user_keys = array("Q")  # a 64-bit hash of each user id: duplicates are found at the end
     refused: dict[str, str] = {}  # user id → location, of rows that were not valid
     seen: set[int] = set()  # fingerprints of rows without a user id
     copies: dict[int, int] = {}  # fingerprint → rows with it, once there are two
-    ratios = {"": fallback}  # cell text → canonical ratio, for cells seen before
+    sendings: dict[str, Sending] = {}  # model → its rules
+    unpriced: set[str] = set()
     roles = _Roles(header) if header else None
     roles_of: dict[tuple[str, ...], _Roles] = {}  # YAML, JSONL: the roles of each key set
     with _collector_paused():
@@ -231,11 +237,19 @@ def _validate(source: Rows, header: dict[str, str] | None, fallback: str, proble
             assert roles is not None
             known = problems.count
             prompt = _prompt(row.get(roles.prompt), problems, location, roles.prompt)
-            raw_ratio = row.get(roles.ratio)
-            ratio = ratios.get(raw_ratio) if isinstance(raw_ratio, str) else None
-            if ratio is None:
-                ratio = _ratio(raw_ratio, fallback, problems, location, roles.ratio, ratios)
             user_id = _user_id(row.get(roles.id), problems, location, roles.id)
+            slug = _text_cell(row.get(roles.model)) or defaults.model
+            sending = sendings.get(slug)
+            if sending is None:
+                sending = sendings[slug] = Sending(slug, defaults, problems)
+                facts.file_problems |= problems.count != known
+                known = problems.count
+            ratio = _row_ratio(row.get(roles.ratio), sending, defaults, problems, location,
+                               roles.ratio)
+            names = tuple(row)
+            params = sending.read(row, names, ratio, location, problems)
+            count = _variants(row.get(roles.variants), defaults.variants, problems, location,
+                              roles.variants)
             if not source.strict_utf8:
                 _encodable(row, roles, problems, location)
             if prompt is None or user_id is None:
@@ -244,10 +258,19 @@ def _validate(source: Rows, header: dict[str, str] | None, fallback: str, proble
                 if user_id:
                     refused.setdefault(user_id, location)
                 continue  # a row with a problem is never a job
-            fp = fingerprint(MODEL, prompt, ratio)
+            price = sending.cost(params)
+            if price is None:
+                if slug not in unpriced:
+                    unpriced.add(slug)
+                    problems.add(None, "model", f"{slug!r} is not in batchgen's registry, so "
+                                 "its price is unknown: say what one request costs with "
+                                 "--price", order=0)
+                    facts.file_problems = True
+                continue
+            extra = {k: v for k, v in params.items() if k != "aspect_ratio"}
+            fp = fingerprint(slug, prompt, ratio or "", extra)
             if user_id:
                 job_id = user_id
-                user_keys.append(_key(user_id))
             else:
                 number = int(fp, 16)
                 if number in seen:
@@ -256,14 +279,24 @@ def _validate(source: Rows, header: dict[str, str] | None, fallback: str, proble
                 else:
                     seen.add(number)
                     job_id = fp
-            metadata = {k: v for k, v in row.items() if k not in roles.reserved} \
+            used = roles.reserved.union(c for c, _, _ in sending.columns(names)) \
+                if len(row) > roles.named else roles.reserved
+            metadata = {k: v for k, v in row.items() if k not in used} \
                 if len(row) > roles.named else _NO_METADATA
             for name in metadata:
                 if name not in facts.metadata:
                     facts.metadata[name] = None
-            facts.ratios[ratio] = facts.ratios.get(ratio, 0) + 1
-            facts.count += 1
-            index.add((job_id, prompt, ratio, metadata, location, fp))
+            facts.params.update(extra)
+            for variant in range(1, count + 1):
+                variant_id = job_id if variant == 1 else f"{job_id}-v{variant}"
+                if user_id:
+                    user_keys.append(_key(variant_id))
+                index.add((variant_id, prompt, ratio or "", metadata, location, fp, slug,
+                           params, price))
+            facts.ratios[ratio or ""] = facts.ratios.get(ratio or "", 0) + count
+            facts.models[slug] = facts.models.get(slug, 0) + count
+            facts.count += count
+            facts.cost += price * count
     index.seal()
     skip = _duplicates(user_keys, refused, index, problems)
     if seen and (user_keys or refused):
@@ -272,6 +305,42 @@ def _validate(source: Rows, header: dict[str, str] | None, fallback: str, proble
         index.skip |= skip
         facts.count -= len(skip)
     return facts
+
+
+def _text_cell(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _row_ratio(value: Any, sending: Sending, defaults: Defaults, problems: Problems,
+               location: str, column: str) -> str | None:
+    """The row's canonical aspect ratio, or None for a model that takes none (where a
+    ratio in the row is a problem if the model is a known one)."""
+    text = "" if value is None else str(value).strip()
+    if sending.ratio is None:
+        if text and sending.model is not None:
+            problems.add(location, column, f"{sending.slug} takes no aspect ratio")
+        return None
+    if not text:
+        return defaults.aspect_ratio
+    ratio = sending.ratio_of(text)
+    if ratio is None:
+        problems.add(location, column, f"{text!r} is not one of "
+                     + ", ".join(str(c) for c in sending.ratio.choices))
+        return defaults.aspect_ratio
+    return ratio
+
+
+def _variants(value: Any, default: int, problems: Problems, location: str,
+              column: str) -> int:
+    """How many jobs a row makes: its `variants` cell, else --variants."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return default
+    if text.isdigit() and 1 <= int(text) <= MAX_VARIANTS:
+        return int(text)
+    problems.add(location, column, f"must be a whole number from 1 to {MAX_VARIANTS}, "
+                 f"not {text!r}")
+    return 1
 
 
 def _key(text: str) -> int:
@@ -351,17 +420,20 @@ def _clashes(seen: set[int], copies: dict[int, int], index: JobIndex,
 
 
 class _Roles:
-    """Which original column plays which part: prompt, aspect ratio, id, metadata."""
+    """Which original column plays which part: prompt, aspect ratio, id, model, variants,
+    metadata. (Which columns are a model's parameters is `Sending`'s to say.)"""
 
-    __slots__ = ("prompt", "ratio", "id", "metadata", "texts", "bad_names", "reserved",
-                 "named")
+    __slots__ = ("prompt", "ratio", "id", "model", "variants", "metadata", "texts",
+                 "bad_names", "reserved", "named")
 
     def __init__(self, columns: dict[str, str]):
         self.prompt = columns.get("prompt", "prompt")
         self.ratio = columns.get("aspect_ratio", "aspect_ratio")
         self.id = columns.get("id", "id")
-        self.reserved = {self.prompt, self.ratio, self.id}
-        self.named = sum(key in RESERVED_COLUMNS for key in columns)  # rows this long: no metadata
+        self.model = columns.get("model", "model")
+        self.variants = columns.get("variants", "variants")
+        self.reserved = {self.prompt, self.ratio, self.id, self.model, self.variants}
+        self.named = sum(key in RESERVED_COLUMNS for key in columns)  # rows this long: no more
         self.metadata = [name for key, name in columns.items() if key not in RESERVED_COLUMNS]
         self.texts = [self.prompt, self.id, *self.metadata]  # sent or recorded: must encode
         # column → its first unencodable character (only a metadata name can have one)

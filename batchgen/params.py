@@ -1,0 +1,120 @@
+"""What is sent for a job besides its prompt: the model, its parameters typed and
+checked, their fingerprint, and the price of one request.
+
+For a model in the registry (`models.py`), a column named like one of its
+parameters is sent, parsed to its type and checked against its allowed values
+before anything is sent; a column named `param.<name>` (and `--param NAME=VALUE`)
+is sent for any model as it is given (numbers, booleans, JSON lists and objects
+parsed). Every other column is metadata and is never sent. `aspect_ratio` is the
+parameter of the models that take one (Luma Photon, Flux Dev, ...): an empty cell
+takes the run's default ratio, as it always did.
+
+    sending = Sending("ssd-1b", Defaults())
+    sending.read({"prompt": "a fox", "seed": "42"}, ...)   # {"seed": 42} and its price
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import models
+from .config import DEFAULT_ASPECT_RATIO, MODEL
+from .models import Model, canonical_ratio, parse_value, price_of
+from .readers import Problems, normalize_column
+
+PARAM_PREFIX = "param."
+RATIO = "aspect_ratio"
+
+
+def fingerprint(model: str, prompt: str, aspect_ratio: str,
+                extra: Mapping[str, Any] | None = None) -> str:
+    """16 hex characters of sha256 over what is sent for a job: the model, the prompt,
+    the aspect ratio and every other parameter. A job with no other parameter keeps
+    the fingerprint (and the id) it had before models had parameters."""
+    text = f"{model}\n{aspect_ratio}\n{prompt}"
+    if extra:
+        text += "\n" + json.dumps(extra, sort_keys=True, ensure_ascii=False,
+                                  separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What applies to every row unless the row says otherwise."""
+
+    model: str = MODEL
+    aspect_ratio: str = DEFAULT_ASPECT_RATIO  # for models that take one
+    params: dict[str, str] = field(default_factory=dict)  # --param NAME=VALUE, as text
+    variants: int = 1  # --variants: jobs per row
+    price_micro: int | None = None  # --price: instead of the registry's
+
+
+class Sending:
+    """The rules for one model: which columns it reads, and the defaults parsed once.
+    Problems with the defaults themselves (`--param`) go to `problems` once."""
+
+    def __init__(self, slug: str, defaults: Defaults, problems: Problems):
+        self.slug = slug
+        self.model: Model | None = models.model(slug)
+        self.price = defaults.price_micro
+        if self.price is None and self.model is not None:
+            self.price = self.model.price_micro
+        self.ratio = self.model.param(RATIO) if self.model else None
+        self.params: dict[str, Any] = {}  # from --param
+        for name, text in defaults.params.items():
+            param = self.model.param(name) if self.model else None
+            try:
+                self.params[name] = param.parse(text) if param else parse_value(text)
+            except ValueError as exc:
+                problems.add(None, f"--param {name}", f"{exc} (for {slug})")
+        self._columns: dict[tuple[str, ...], list[tuple[str, str, Any]]] = {}
+
+    def columns(self, names: tuple[str, ...]) -> list[tuple[str, str, Any]]:
+        """(column, parameter name, Param or None) for the columns of a row that are
+        sent: the model's own parameters (but the ratio, read apart) and param.<name>."""
+        found = self._columns.get(names)
+        if found is None:
+            found = []
+            for column in names:
+                key = normalize_column(column)
+                if key.startswith(PARAM_PREFIX) and len(key) > len(PARAM_PREFIX):
+                    found.append((column, str(column).strip()[len(PARAM_PREFIX):], None))
+                elif self.model is not None and key != RATIO and self.model.param(key):
+                    found.append((column, key, self.model.param(key)))
+            if len(self._columns) < 1000:
+                self._columns[names] = found
+        return found
+
+    def read(self, row: Mapping[str, Any], names: tuple[str, ...], ratio: str | None,
+             location: str, problems: Problems) -> dict[str, Any]:
+        """The parameters a row sends (besides its prompt), typed; a problem for each
+        value that is not allowed. `ratio` is the row's canonical aspect ratio, or None
+        when the row has none and the model takes none."""
+        params = dict(self.params)
+        if ratio is not None:
+            params[RATIO] = ratio
+        for column, name, param in self.columns(names):
+            value = row.get(column)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue  # empty: the API's default
+            try:
+                params[name] = param.parse(value) if param else parse_value(value)
+            except ValueError as exc:
+                problems.add(location, column, str(exc))
+        return params
+
+    def ratio_of(self, text: str) -> str | None:
+        """A ratio cell's canonical form for this model, or None when not allowed."""
+        choices = tuple(c for c in self.ratio.choices if isinstance(c, str)) if self.ratio \
+            else ()
+        return canonical_ratio(text, choices) if choices else canonical_ratio(text)
+
+    def cost(self, params: Mapping[str, Any]) -> int | None:
+        """Micro-dollars for one request of a job with these parameters."""
+        if self.model is not None and self.price == self.model.price_micro:
+            return price_of(self.model, params)
+        return self.price
