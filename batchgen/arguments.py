@@ -20,9 +20,10 @@ from .config import (
     BASE_URL_ENV,
     DEFAULT_ASPECT_RATIO,
     DEFAULT_BASE_URL,
+    MODEL,
 )
 from .money import PRICE_MICRO
-from .parser import Parser, aspect_ratio, dollars, number, shard, whole, words
+from .parser import Parser, aspect_ratio, assignment, dollars, number, shard, whole, words
 from .simconfig import FAULTS, FORMATS, PASS, POLL_FAULTS, is_http_status, is_state_word
 
 DEFAULT_RATE = 50.0  # requests per minute: Segmind's Pro plan
@@ -224,9 +225,20 @@ def _job_file_options(group: argparse._ArgumentGroup) -> None:
                                          f"(default {DEFAULT_ASPECT_RATIO})")
 
 
-def _price(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--price", type=dollars(above_zero=True), default=PRICE_MICRO,
-                       metavar="USD", help="dollars per image (default 0.019)")
+def _model_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--model", default=MODEL, metavar="SLUG",
+                       help=f"the Segmind model for rows without a model column (default "
+                            f"{MODEL}); `batchgen models` lists the ones batchgen knows")
+    group.add_argument("--param", type=assignment, action="append", default=[],
+                       metavar="NAME=VALUE",
+                       help="a parameter sent with every job that does not set it itself, "
+                            "e.g. --param seed=42 (repeat for more)")
+    group.add_argument("--variants", type=whole(1, 100), default=1, metavar="N",
+                       help="jobs (images) per row for rows without a variants column "
+                            "(default 1)")
+    group.add_argument("--price", type=dollars(above_zero=True), metavar="USD",
+                       help="dollars per request instead of the registry's price; needed "
+                            "for a model batchgen does not know")
 
 
 def _run_options(run: Parser) -> None:
@@ -262,7 +274,7 @@ def _run_options(run: Parser) -> None:
     money = run.add_argument_group("money")
     money.add_argument("--max-cost", type=dollars(), metavar="USD",
                        help="dollars this run may spend at most (exact: 0.38 buys 20 images)")
-    _price(money)
+    _model_options(run.add_argument_group("model"))
     money.add_argument("--require-credits", action="store_true",
                        help="stop (exit 3) before sending anything if the balance cannot pay "
                             "for every job")
@@ -313,7 +325,7 @@ def _run_options(run: Parser) -> None:
 def _validate_options(validate: Parser) -> None:
     what = validate.add_argument_group("what to check")
     _job_file_options(what)
-    _price(what)
+    _model_options(what)
     what.add_argument("--json", action="store_true", help="print the estimate as JSON")
 
 

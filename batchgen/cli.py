@@ -127,7 +127,8 @@ def _load(args: argparse.Namespace) -> JobFile:
     from .jobs import load_jobs
 
     return load_jobs(args.job_file, default_ratio=args.aspect_ratio, sheet=args.sheet,
-                     skip_invalid=getattr(args, "skip_invalid", False))
+                     skip_invalid=getattr(args, "skip_invalid", False), model=args.model,
+                     params=dict(args.param), variants=args.variants, price_micro=args.price)
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
@@ -143,15 +144,19 @@ def _estimate(args: argparse.Namespace, jobs: JobFile) -> None:
     from .money import format_usd, usd_to_micro
     from .plan import estimate
 
-    info = estimate(jobs, _out_dir(args), args.price)
+    info = estimate(jobs, _out_dir(args))
     if getattr(args, "json", False):
         print(json.dumps(info.to_dict(), indent=2))
         return
-    price = usd_to_micro(info.price)
     print(f"{args.job_file}: {info.jobs} jobs, valid")
     for ratio, count in info.by_ratio.items():
-        print(f"  {ratio:>5}  {count}")
-    print(f"estimate: {info.jobs} x {format_usd(price)} = {format_usd(usd_to_micro(info.cost))}")
+        print(f"  {ratio or 'no ratio':>8}  {count}")
+    if len(info.by_model) > 1:
+        for slug, count in info.by_model.items():
+            print(f"  {count} × {slug}")
+    cost = usd_to_micro(info.cost)
+    each = f" x {format_usd(cost // info.jobs)}" if len(info.by_model) == 1 else ""
+    print(f"estimate: {info.jobs}{each} = {format_usd(cost)}")
     if info.started:
         print(f"already done: {info.done} ({info.failed_permanent} failed permanently) in "
               f"{info.out_dir}; left: {info.left} = {format_usd(usd_to_micro(info.left_cost))}")
@@ -184,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         api=args.api, concurrency=args.concurrency,
         rate=args.rate or (0.0 if args.simulate else DEFAULT_RATE),
         retries=args.retries, backoff=args.backoff, timeout=args.timeout,
-        max_cost_micro=args.max_cost, price_micro=args.price, retry_failed=args.retry_failed,
+        max_cost_micro=args.max_cost, retry_failed=args.retry_failed,
         limit=args.limit, shard=args.shard, require_credits=args.require_credits,
         max_outage=args.max_outage, grace_period=args.grace, poll_interval=args.poll_interval,
         status_interval=args.status_interval, simulated=args.simulate,
@@ -236,13 +241,14 @@ async def _run_async(args: argparse.Namespace, jobs: JobFile, config: RunConfig,
 
     if not args.simulate:
         return await arun_batch(jobs, config, reporter=reporter, handle_signals=True)
-    from .config import MODEL
     from .simulator import Simulator, SimulatorConfig
 
-    price = args.price / 1_000_000  # the run's price: what the simulated account bills
+    prices = {}  # --price: what the simulated account bills for every model of the file
+    if args.price is not None:
+        prices = {slug: args.price / 1_000_000 for slug in jobs.models}
     simulator = Simulator(SimulatorConfig(
         latency=args.sim_latency, jitter=args.sim_latency / 2, credits=args.sim_credits,
-        price=price, prices={MODEL: price},
+        prices=prices,
     ))
     base_url = await simulator.start()
     log.info("simulating the Segmind API at %s (no key, no money)", base_url)

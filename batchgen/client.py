@@ -4,7 +4,7 @@ Nothing aiohttp-shaped leaves this module: callers see bytes, metadata and
 `batchgen.errors` exceptions only. Usage::
 
     async with Client.open(base_url, api_key, concurrency=8, timeout=600) as client:
-        image = await client.generate("a red fox", "16:9")
+        image = await client.generate({"prompt": "a red fox", "aspect_ratio": "16:9"})
 
 Bodies are decoded here, not by aiohttp, so the 50 MB cap counts decoded bytes
 (SPEC §6). An answer to a request that may be billed (v1 generate, v2 submit) is
@@ -61,15 +61,23 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
 @dataclass(frozen=True, slots=True)
 class GeneratedImage:
-    """A verified image and what the API said about it."""
+    """The verified images of one answer (several when a model was asked for
+    `samples`), and what the API said about them."""
 
-    data: bytes
-    extension: str
+    images: tuple[tuple[bytes, str], ...]  # (bytes, file extension), in the API's order
     content_type: str
     latency_s: float
     request_id: str | None = None
     remaining_credits: float | None = None
-    credits_consumed: float | None = None
+    credits_consumed: float | None = None  # dollars, when the API says (x-credits-consumed)
+
+    @property
+    def data(self) -> bytes:
+        return self.images[0][0]
+
+    @property
+    def extension(self) -> str:
+        return self.images[0][1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +128,6 @@ class Client:
         async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                          headers={"Accept-Encoding": "gzip, deflate"}) as s:
             yield cls(s, base_url, api_key, timeout=timeout)
-
-    @property
-    def generate_url(self) -> str:
-        return f"{self.base_url}/v1/models/{MODEL}"
 
     # -- requests ------------------------------------------------------------------
 
@@ -180,23 +184,24 @@ class Client:
 
     # -- v1 --------------------------------------------------------------------------
 
-    async def generate(self, prompt: str, aspect_ratio: str) -> GeneratedImage:
-        """v1: one blocking generation request; the image in whichever format the API
-        chose. Any trouble after a 200 is a billed InvalidImage."""
-        url = self.generate_url
-        answer = await self._request("POST", url, {"prompt": prompt,
-                                                   "aspect_ratio": aspect_ratio}, billable=True)
+    async def generate(self, body: dict[str, Any], path: str = f"/v1/models/{MODEL}"
+                       ) -> GeneratedImage:
+        """v1: one blocking generation request to the model at `path` (default: Luma
+        Photon); the images in whichever format the API chose. Any trouble after a 200
+        is a billed InvalidImage."""
+        url = self.base_url + path
+        answer = await self._request("POST", url, body, billable=True)
         self._check(answer, url)
         try:
-            data, content_type = await self._image_from_body(answer)
+            images, content_type = await self._images_from_body(answer)
         except InvalidImage:
             raise
         except ApiError as exc:
             raise InvalidImage(f"invalid image data: {exc.message}", 200) from None
         headers = answer.headers
         return GeneratedImage(
-            data=data, extension=_verified_extension(data), content_type=content_type,
-            latency_s=answer.latency, request_id=headers.get("x-request-id"),
+            images=_verified(images), content_type=content_type, latency_s=answer.latency,
+            request_id=headers.get("x-request-id"),
             remaining_credits=float_header(headers, "x-remaining-credits"),
             credits_consumed=float_header(headers, "x-credits-consumed"),
         )
@@ -213,12 +218,11 @@ class Client:
 
     # -- v2 --------------------------------------------------------------------------
 
-    async def submit(self, prompt: str, aspect_ratio: str) -> str:
+    async def submit(self, body: dict[str, Any], model: str = MODEL) -> str:
         """v2: queue a generation; the id to poll. A 200 without a readable id is a
         billed InvalidImage: the API may have queued it all the same."""
-        url = f"{self.base_url}/v2/{MODEL}"
-        answer = await self._request("POST", url, {"prompt": prompt,
-                                                   "aspect_ratio": aspect_ratio}, billable=True)
+        url = f"{self.base_url}/v2/{model}"
+        answer = await self._request("POST", url, body, billable=True)
         self._check(answer, url)
         request_id = (json_object(answer.body) or {}).get("request_id")
         if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
@@ -243,10 +247,13 @@ class Client:
             raise JobRejected(clean_text(data.get("error") or "generation failed"), 422)
         if state != "COMPLETED":
             raise RetryableError(f"request {request_id} is not finished: {state or '?'}")
-        image, content_type = await self._image_from_json(data)
-        return GeneratedImage(data=image, extension=_verified_extension(image),
-                              content_type=content_type,
-                              latency_s=time.monotonic() - started, request_id=request_id)
+        images, content_type = await self._images_from_json(data)
+        cost = (data.get("metrics") or {}).get("cost") if isinstance(
+            data.get("metrics"), dict) else None
+        return GeneratedImage(images=_verified(images), content_type=content_type,
+                              latency_s=time.monotonic() - started, request_id=request_id,
+                              credits_consumed=cost if isinstance(cost, (int, float))
+                              and not isinstance(cost, bool) else None)
 
     async def _v2_get(self, url: str, timeout: float | None = None) -> dict[str, Any]:
         answer = await self._request("GET", url, timeout=timeout)
@@ -266,32 +273,44 @@ class Client:
 
     # -- images ----------------------------------------------------------------------
 
-    async def _image_from_body(self, answer: Answer) -> tuple[bytes, str]:
+    async def _images_from_body(self, answer: Answer) -> tuple[list[bytes], str]:
         content_type = answer.headers.get("Content-Type", "")
         body = answer.body
         looks_json = "json" in content_type or (
             image_extension(body) is None and body.lstrip()[:1] == b"{")
         if not looks_json:
-            return body, content_type.split(";")[0]
+            return [body], content_type.split(";")[0]
         data = json_object(body)
         if data is None:
             raise InvalidImage("invalid image data: the answer is not a JSON object", 200)
-        return await self._image_from_json(data)
+        return await self._images_from_json(data)
 
-    async def _image_from_json(self, data: dict[str, Any]) -> tuple[bytes, str]:
-        """Accept {"image": base64}, {"output": url | [url]} and {"image_url": url}."""
-        if isinstance(data.get("image"), str):
-            encoded = "".join(data["image"].split(",", 1)[-1].split())  # data: URIs, newlines
-            try:
-                return base64.b64decode(encoded, validate=True), "application/json+base64"
-            except (binascii.Error, ValueError):
-                raise InvalidImage("invalid image data: bad base64", 200) from None
-        url = data.get("output") or data.get("image_url")
-        if isinstance(url, list) and len(url) == 1:
-            url = url[0]
-        if not isinstance(url, str):
-            raise InvalidImage("invalid image data: no image in the JSON answer", 200)
-        return await self.download(url), "application/json+url"
+    async def _images_from_json(self, data: dict[str, Any]) -> tuple[list[bytes], str]:
+        """Every image a JSON answer holds: {"images": [base64 | url | {"url": ...}]},
+        {"image": base64 | [base64]}, {"output": url | [url]} or {"image_url": url}."""
+        for key, url in (("images", None), ("image", False), ("output", True),
+                         ("image_url", True)):
+            value = data.get(key)
+            if value:
+                items = value if isinstance(value, list) else [value]
+                return [await self._one_image(item, url) for item in items], "application/json"
+        raise InvalidImage("invalid image data: no image in the JSON answer", 200)
+
+    async def _one_image(self, item: Any, url: bool | None) -> bytes:
+        """An image given as a URL (`url`), as base64 (not `url`), or either (None:
+        an object, or text that names a scheme or a path, is a URL)."""
+        if isinstance(item, dict):
+            item, url = item.get("url") or item.get("image_url") or item.get("image"), (
+                None if "url" in item or "image_url" in item else False)
+        if not isinstance(item, str) or not item:
+            raise InvalidImage("invalid image data: an image the answer does not hold", 200)
+        if url or (url is None and ("://" in item or item.startswith("/"))):
+            return await self.download(item)
+        encoded = "".join(item.split(",", 1)[-1].split())  # data: URIs, newlines
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidImage("invalid image data: bad base64", 200) from None
 
     async def download(self, url: str) -> bytes:
         """Fetch an image URL: http(s) only, size-capped, the key only for the API's
@@ -327,11 +346,16 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
-def _verified_extension(data: bytes) -> str:
-    ext = image_extension(data)
-    if ext is None:
-        raise InvalidImage("invalid image data: the answer is not a JPEG, PNG, WEBP or GIF", 200)
-    return ext
+def _verified(images: list[bytes]) -> tuple[tuple[bytes, str], ...]:
+    """Each image with its extension; InvalidImage unless every one is an image."""
+    verified = []
+    for data in images:
+        ext = image_extension(data)
+        if ext is None:
+            raise InvalidImage("invalid image data: the answer is not a JPEG, PNG, WEBP or "
+                               "GIF", 200)
+        verified.append((data, ext))
+    return tuple(verified)
 
 
 __all__ = ["Client", "GeneratedImage", "is_loopback", "key_exposed"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .money import PRICE_MICRO, micro_to_usd
+from .money import micro_to_usd
 
 MODEL = "luma-photon-txt-2-img"
 DEFAULT_BASE_URL = "https://api.segmind.com"
@@ -43,7 +43,6 @@ class RunConfig:
     retry_failed: bool = False
     # money
     max_cost_micro: int | None = None
-    price_micro: int = PRICE_MICRO
     require_credits: bool = False
     # selection and output
     limit: int | None = None
@@ -69,7 +68,6 @@ class RunConfig:
             "api": self.api,
             "base_url": self.base_url,
             "max_cost": None if self.max_cost_micro is None else micro_to_usd(self.max_cost_micro),
-            "price": micro_to_usd(self.price_micro),
             "retries": self.retries,
             "timeout": self.timeout,
             "shard": None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",

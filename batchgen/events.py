@@ -98,6 +98,9 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "bool": lambda v: isinstance(v, bool),
     "float": _number,
     "dict[str, Any]": lambda v: isinstance(v, dict) and _json(v),
+    "list[str]": lambda v: isinstance(v, list) and all(map(_text, v)),
+    "list[int]": lambda v: isinstance(v, list) and all(
+        isinstance(x, int) and not isinstance(x, bool) for x in v),
 }
 _MONEY = 1_000_000.0  # dollars: no single line is worth more; beyond it, a corrupt one
 
@@ -165,13 +168,21 @@ class Outcome(JobEvent):
 @_seal
 @dataclass(slots=True, kw_only=True)
 class Succeeded(Outcome):
+    """`file` and `bytes` are the first image's; an answer with several images (a
+    model's `samples`) lists them all in `files` and `sizes`."""
+
     name: ClassVar[str] = "succeeded"
     prompt: str | None = None
     aspect_ratio: str | None = None
+    model: str | None = None
+    params: dict[str, Any] | None = None  # what was sent besides the prompt
     metadata: dict[str, Any] | None = None
     file: str = ""
     bytes: int | None = None
     sha256: str | None = None
+    files: list[str] | None = None
+    sizes: list[int] | None = None
+    cost_basis: str | None = None  # "reported": the API said what it cost; "price": it did not
     latency_s: float | None = None
     remaining_credits: float | None = None
     recovered: bool = False  # found on disk after a crash between the image and its line
@@ -191,6 +202,8 @@ class Failed(Unfinished):
     name: ClassVar[str] = "failed"
     prompt: str | None = None
     aspect_ratio: str | None = None
+    model: str | None = None
+    params: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     status: int | None = None
     error: str = ""

@@ -13,8 +13,8 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from .manifest import Replay
-from .money import PRICE_MICRO, format_usd, usd_to_micro
-from .reports import cell
+from .money import format_usd
+from .reports import cell, is_left
 from .state import PENDING_REASONS, STATES
 from .thumbs import thumbnail_size
 
@@ -174,13 +174,6 @@ def _run_row(run: dict[str, Any]) -> str:
             f"<td>{esc(format_usd(run['spent_micro']))}</td></tr>")
 
 
-def price_micro(history: Replay) -> int:
-    """The price per image the last run used."""
-    run = history.last_run
-    price = ((run["started"].settings or {}).get("price")) if run else None
-    return usd_to_micro(price) if price is not None else PRICE_MICRO
-
-
 def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
                   history: Replay,
                   thumbnail: Callable[[str], str | None] | None = None) -> None:
@@ -189,10 +182,12 @@ def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
     itself; without it every card shows its full image."""
     esc = html.escape
     counts: Counter[str] = Counter()
-    left = 0
+    left = left_cost = 0
     for r in rows():
         counts[r["state"]] += 1
-        left += (r["state"] == "pending" and r["reason"] != "found") or r["retryable"]
+        if is_left(r):
+            left += 1
+            left_cost += r["price_micro"]
     total = sum(counts.values())
     runs = history.runs
     last = runs[-1] if runs else None
@@ -205,7 +200,7 @@ def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
     stats = [("jobs", total, ""), ("done", counts["done"], "done"),
              ("failed", counts["failed"], "failed"), ("pending", counts["pending"], "pending"),
              ("spent", format_usd(history.spent_micro), ""),
-             ("left to do", f"{left} ≈ {format_usd(left * price_micro(history))}", "")]
+             ("left to do", f"{left} ≈ {format_usd(left_cost)}", "")]
     stat_items = "".join(f'<li class="{cls}"><b>{esc(str(value))}</b><span>{name}</span></li>'
                          for name, value, cls in stats)
     options = "".join(f'<option value="{s}">{s} ({counts[s]})</option>' for s in STATES)

@@ -163,10 +163,11 @@ def load_jobs(
     problems.sort()
     invalid = [(*place, line) for place, line in zip(problems.places, problems.lines,
                                                      strict=True)]
-    return JobFile(path.resolve(), source.digest.hexdigest(), fallback, source.sheet,
-                   facts.count, facts.ratios, list(facts.metadata), index, invalid,
-                   problems.unshown, defaults, facts.models, sorted(facts.params),
-                   facts.cost)
+    return JobFile(path=path.resolve(), sha256=source.digest.hexdigest(),
+                   default_ratio=fallback, sheet=source.sheet, job_count=facts.count,
+                   ratios=facts.ratios, metadata_columns=list(facts.metadata), index=index,
+                   defaults=defaults, models=facts.models, param_columns=sorted(facts.params),
+                   cost_micro=facts.cost, invalid=invalid, invalid_unlisted=problems.unshown)
 
 
 def _job(job_id: str, prompt: str, ratio: str, metadata: dict[str, Any], source: str,

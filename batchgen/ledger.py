@@ -1,17 +1,19 @@
 """The ledger: every answer that may have been billed, counted once, the moment it
 arrives (SPEC §8 M1), and the budget's reservations (M2).
 
-Each job in flight has an `Account`. Before any request that may be billed, the
-job reserves one price; a billed answer turns the reservation into money spent
-(`charge`, idempotent per answer key: a v1 attempt, a v2 request id). A job that
-ends without a charge gives its reservation back, and a job that does not fit
-the cap waits while others in flight may still give money back: `--max-cost
-0.057` buys 3 images whenever 3 jobs can succeed.
+Each job in flight has an `Account` that knows the job's price (models differ).
+Before any request that may be billed, the job reserves that price; a billed answer
+turns the reservation into money spent (`charge`, once per answer key: a v1
+attempt, a v2 request id), at the figure the API reported when it said one
+(`x-credits-consumed`), else at the price. A job that ends without a charge gives
+its reservation back, and a job that does not fit the cap waits while others in
+flight may still give money back: `--max-cost 0.057` buys 3 Luma images whenever 3
+jobs can succeed.
 
-    ledger = Ledger(cap_micro=57_000, price_micro=19_000)
+    ledger = Ledger(cap_micro=57_000)
     if await ledger.reserve(account, stop):   # False: the cap is reached
         ...                                   # send the request
-        ledger.charge(account, "v1:1")        # a 200 arrived
+        ledger.charge(account, "attempt-1")   # a 200 arrived
     ledger.release(account)                   # the job ended
 """
 
@@ -25,9 +27,11 @@ from dataclasses import dataclass, field
 class Account:
     """One job's money in this run."""
 
+    price: int  # micro-dollars one of its requests costs, as far as anyone can tell
     held: bool = False  # a price is reserved for its next billable request
     cost: int = 0  # billed and not yet written on one of its manifest lines
-    keys: set[str] = field(default_factory=set)  # answers already counted
+    keys: dict[str, int] = field(default_factory=dict)  # answers counted, and their amounts
+    reported: bool = False  # the API said what its last charge cost
 
     def settle(self) -> int:
         """The cost to write on the job's next line; from then on it is recorded."""
@@ -38,27 +42,25 @@ class Account:
 class Ledger:
     """This run's money in integer micro-dollars."""
 
-    def __init__(self, cap_micro: int | None, price_micro: int):
+    def __init__(self, cap_micro: int | None):
         self.cap = cap_micro
-        self.price = price_micro
         self.spent = 0
         self.reserved = 0
         self.uncertain = 0  # requests that got no answer: maybe billed, kept aside
         self._waiters: list[asyncio.Future] = []
 
-    def fits(self) -> bool:
-        return (self.cap is None
-                or self.spent + self.uncertain + self.reserved + self.price <= self.cap)
+    def fits(self, price: int) -> bool:
+        return self.cap is None or self.spent + self.uncertain + self.reserved + price <= self.cap
 
     async def reserve(self, account: Account, stop: asyncio.Event) -> bool:
-        """Set one price aside for the account's next billable request. Waits while
+        """Set the account's price aside for its next billable request. Waits while
         jobs in flight hold reservations that may come back; False when nothing can
         make it fit (the cap is reached) or when `stop` is set."""
         if account.held:
             return True
         while not stop.is_set():
-            if self.fits():
-                self.reserved += self.price
+            if self.fits(account.price):
+                self.reserved += account.price
                 account.held = True
                 return True
             if not self.reserved:
@@ -72,16 +74,21 @@ class Ledger:
                 stopped.cancel()
         return False
 
-    def charge(self, account: Account, key: str) -> bool:
-        """Count a billed answer once; False if `key` was counted before."""
+    def charge(self, account: Account, key: str, reported: int | None = None) -> bool:
+        """Count a billed answer once, at `reported` micro-dollars when the API said
+        what it cost (a later report for the same answer corrects the figure); False
+        if `key` was counted before and nothing changed."""
+        amount = account.price if reported is None else reported
         if key in account.keys:
-            return False
-        account.keys.add(key)
-        self.spent += self.price
-        account.cost += self.price
-        if account.held:
-            account.held = False
-            self.reserved -= self.price
+            if reported is None or account.keys[key] == reported:
+                return False
+            amount -= account.keys[key]  # the API's own figure, once it says it
+        else:
+            self._release_held(account)
+        account.keys[key] = account.keys.get(key, 0) + amount
+        account.reported = reported is not None
+        self.spent += amount
+        account.cost += amount
         self._changed()
         return True
 
@@ -91,15 +98,19 @@ class Ledger:
         the run. It is not counted as spent: no answer said so."""
         if account.held:
             account.held = False
-            self.reserved -= self.price
-            self.uncertain += self.price
+            self.reserved -= account.price
+            self.uncertain += account.price
 
     def release(self, account: Account) -> None:
         """The job ended or stopped: its unused reservation goes back."""
         if account.held:
-            account.held = False
-            self.reserved -= self.price
+            self._release_held(account)
             self._changed()
+
+    def _release_held(self, account: Account) -> None:
+        if account.held:
+            account.held = False
+            self.reserved -= account.price
 
     def _changed(self) -> None:
         for waiter in self._waiters:

@@ -55,7 +55,7 @@ from typing import Any
 from .config import ASPECT_RATIOS, MODEL
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "Model", "Param", "canonical_ratio", "model",
-           "parse_value", "price_of", "samples_of"]
+           "parse_value", "price_of", "samples_of", "v1_path"]
 
 DEFAULT_MODEL = MODEL
 KINDS = ("str", "int", "float", "bool", "enum")
@@ -287,6 +287,13 @@ def parse_value(text: Any) -> Any:
 def model(slug: str) -> Model | None:
     """The registry's entry for a slug, or None for a model outside it."""
     return MODELS.get(slug)
+
+
+def v1_path(slug: str) -> str:
+    """Where a model's v1 endpoint is: its page's path for a registry model, else
+    `/v1/<slug>`, the form Segmind's SDK uses."""
+    entry = MODELS.get(slug)
+    return entry.v1_path if entry else f"/v1/{slug}"
 
 
 # -- the registry ---------------------------------------------------------------------

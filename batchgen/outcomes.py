@@ -31,7 +31,10 @@ class Ticket:
     attempts: int = 0
     retries: int = 0
     rate_limited: int = 0
-    account: Account = field(default_factory=Account)
+    account: Account = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.account = Account(self.job.price)
 
     @property
     def started(self) -> bool:
@@ -64,21 +67,28 @@ class Outcomes:
         written). Synchronous on purpose: no cancellation (a second Ctrl-C) can fall
         between the two and drop a paid-for image."""
         job = ticket.job
-        file = self.store.write(job.id, image.extension, image.data)
+        files = self.store.write_all(job.id, image.images)
+        file = files[0]
         self.done += 1
         if image.remaining_credits is not None:  # answers arrive out of order: keep the lowest
             known = [c for c in (self.remaining_credits, image.remaining_credits) if c is not None]
             self.remaining_credits = min(known)
+        several = len(files) > 1
         self.manifest.write(Succeeded(
             job_id=job.id, fp=job.fp, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
-            metadata=job.metadata, file=file, bytes=len(image.data),
-            sha256=hashlib.sha256(image.data).hexdigest(), cost=ticket.account.settle(),
+            model=job.model, params=job.params, metadata=job.metadata, file=file,
+            bytes=len(image.data), sha256=hashlib.sha256(image.data).hexdigest(),
+            files=files if several else None,
+            sizes=[len(data) for data, _ in image.images] if several else None,
+            cost=ticket.account.settle(),
+            cost_basis="reported" if ticket.account.reported else "price",
             attempts=ticket.attempts, latency_s=round(image.latency_s, 3),
             request_id=image.request_id, remaining_credits=image.remaining_credits,
         ))
         self.on_end(ticket.position, DONE)
         if self.on_image is not None:
-            self.on_image(file)
+            for each in files:
+                self.on_image(each)
         self.reporter.job_done(job.id, self.ledger.spent, image.remaining_credits)
 
     def failure(self, ticket: Ticket, exc: ApiError, *, retryable: bool) -> None:
@@ -110,7 +120,8 @@ class Outcomes:
         job = ticket.job
         self.manifest.write(Failed(
             job_id=job.id, fp=job.fp, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
-            metadata=job.metadata, status=exc.status, error=exc.message, retryable=retryable,
+            model=job.model, params=job.params, metadata=job.metadata, status=exc.status,
+            error=exc.message, retryable=retryable,
             attempts=ticket.attempts, cost=ticket.account.settle(),
             request_id=ticket.request_id, request_status=_request_status(ticket),
         ))

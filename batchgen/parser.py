@@ -166,12 +166,20 @@ def shard(text: str) -> tuple[int, int]:
 def aspect_ratio(text: str) -> str:
     if text in ASPECT_RATIOS:
         return text
-    from .jobs import canonical_ratio  # only for a spelling such as 16x9
+    from .models import canonical_ratio  # only for a spelling such as 16x9
 
     ratio = canonical_ratio(text.strip())
     if ratio is None:
         _bad(text, f"one of {', '.join(ASPECT_RATIOS)}")
     return ratio
+
+
+def assignment(text: str) -> tuple[str, str]:
+    """'seed=42' → ('seed', '42'): a --param NAME=VALUE."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        _bad(text, "NAME=VALUE, e.g. seed=42")
+    return name.strip(), value
 
 
 def words(valid: Callable[[str], bool], allowed: str, *,

@@ -20,7 +20,7 @@ from typing import Any
 
 from .jobs import Job, JobFile
 from .manifest import MANIFEST_NAME, Replay, replay
-from .money import PRICE_MICRO, micro_to_usd
+from .money import micro_to_usd
 from .state import DONE, FAILED, PENDING, JobState, job_state
 from .store import ImageStore
 
@@ -47,6 +47,7 @@ class Plan:
         self.codes = bytearray()  # per job in file order: a CODES value, or OUTSIDE; | RUN
         self.found: list[tuple[int, Job, JobState]] = []  # images a crash left unrecorded
         self.universe = self.done_before = self.permanent_failures = self.to_run = 0
+        self.to_run_cost = 0  # micro-dollars: one request of each job to run
         self._survey(shard, limit, retry_failed)
 
     def _states(self) -> Iterator[tuple[Job, JobState]]:
@@ -73,6 +74,7 @@ class Plan:
                 self.permanent_failures += 1
             elif limit is None or self.to_run < limit:
                 self.to_run += 1
+                self.to_run_cost += job.price
                 code |= RUN
             codes.append(code)
 
@@ -108,8 +110,8 @@ class Estimate:
     job_file: str
     jobs: int
     by_ratio: dict[str, int]
-    price: float
-    cost: float
+    by_model: dict[str, int]
+    cost: float  # one request of every job
     out_dir: str
     started: bool  # the folder has a manifest
     done: int
@@ -121,23 +123,25 @@ class Estimate:
         return asdict(self)
 
 
-def estimate(jobs: JobFile, out_dir: Path, price_micro: int = PRICE_MICRO) -> Estimate:
-    """Count and price a job file; with an existing output folder, what is left."""
+def estimate(jobs: JobFile, out_dir: Path) -> Estimate:
+    """Count and price a job file (each job at its model's price); with an existing
+    output folder, what is left."""
     from .checkpoint import CHECKPOINT_NAME
 
     path = out_dir / MANIFEST_NAME
     started = path.exists()
     if started:
         plan = Plan(jobs, replay(path, out_dir / CHECKPOINT_NAME), ImageStore(out_dir))
-        done, permanent, left = (plan.done_before + len(plan.found), plan.permanent_failures,
-                                 plan.to_run)
+        done, permanent, left, left_cost = (plan.done_before + len(plan.found),
+                                            plan.permanent_failures, plan.to_run,
+                                            plan.to_run_cost)
     else:  # nothing done yet: no need to read the jobs again
-        done, permanent, left = 0, 0, len(jobs)
+        done, permanent, left, left_cost = 0, 0, len(jobs), jobs.cost_micro
     return Estimate(
         job_file=str(jobs.path), jobs=len(jobs), by_ratio=dict(sorted(jobs.ratios.items())),
-        price=micro_to_usd(price_micro), cost=micro_to_usd(len(jobs) * price_micro),
-        out_dir=str(out_dir), started=started, done=done, failed_permanent=permanent,
-        left=left, left_cost=micro_to_usd(left * price_micro),
+        by_model=dict(jobs.models), cost=micro_to_usd(jobs.cost_micro), out_dir=str(out_dir),
+        started=started, done=done, failed_permanent=permanent, left=left,
+        left_cost=micro_to_usd(left_cost),
     )
 
 

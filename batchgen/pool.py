@@ -47,6 +47,7 @@ from .events import Submitted
 from .jobs import Job
 from .ledger import Ledger
 from .manifest import ManifestWriter
+from .models import v1_path
 from .outcomes import Outcomes, Ticket
 from .pacing import AdaptiveRate, CircuitBreaker, sleep_unless
 from .poller import Poller
@@ -71,7 +72,7 @@ class Pool:
         self.client = client
         self.manifest = manifest
         self.store = store
-        self.ledger = Ledger(config.max_cost_micro, config.price_micro)
+        self.ledger = Ledger(config.max_cost_micro)
         # on_image: called with each saved image's path; must not raise
         self.outcomes = Outcomes(manifest, store, reporter, self.ledger, on_image, on_end)
         self.rate = AdaptiveRate(config.rate) if config.rate else None
@@ -131,7 +132,7 @@ class Pool:
             position, job, state = item
             ticket = Ticket(job, position, state.request_id)
             if state.request_billed:
-                ticket.account.keys.add(state.request_id)
+                ticket.account.keys[state.request_id] = job.price
             try:
                 await self._process(ticket)
             except OutputError as exc:  # the manifest cannot be written: nothing can go on
@@ -171,7 +172,7 @@ class Pool:
                     if ticket.account.cost:  # billed, and tried again: on record now (M1)
                         self.outcomes.billed(ticket, exc)
                 else:
-                    self._charge(ticket)
+                    self._charge(ticket, image.credits_consumed)
                     self.breaker.succeeded()
                     if self.rate is not None:
                         self.rate.succeeded()
@@ -208,9 +209,9 @@ class Pool:
         whatever --api says: re-posting it could pay twice."""
         job = ticket.job
         if ticket.request_id is None and self.config.api == "v1":
-            return await self.client.generate(job.prompt, job.aspect_ratio)
+            return await self.client.generate(job.body(), v1_path(job.model))
         if ticket.request_id is None:
-            request_id = await self.client.submit(job.prompt, job.aspect_ratio)
+            request_id = await self.client.submit(job.body(), job.model)
             if request_id in self._request_ids:
                 raise InvalidImage(f"the API gave request id {request_id} to two jobs", 200)
             self._request_ids.add(request_id)
@@ -229,10 +230,11 @@ class Pool:
             await self.rate.acquire(self._unstoppable)
         return await self.client.result(ticket.request_id)
 
-    def _charge(self, ticket: Ticket) -> None:
+    def _charge(self, ticket: Ticket, reported: float | None = None) -> None:
         """The one place a billed answer is counted: once per v2 request id, once per
-        v1 attempt."""
-        self.ledger.charge(ticket.account, ticket.request_id or f"attempt-{ticket.attempts}")
+        v1 attempt; at the dollars the API `reported`, when it did."""
+        self.ledger.charge(ticket.account, ticket.request_id or f"attempt-{ticket.attempts}",
+                           None if reported is None else round(reported * 1_000_000))
 
     async def _handle(self, ticket: Ticket, exc: ApiError, sent_at: float) -> bool:
         """What a failed attempt means for the job: True to try again."""

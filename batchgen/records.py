@@ -77,6 +77,8 @@ class JobRecord:
     request_id: str | None = None  # v2: a request to collect rather than submit again
     request_status: str | None = None  # COMPLETED: already billed and counted
     ts: str = ""  # when the latest line was written (kept for jobs not done)
+    files: list[str] | None = None  # every image of its last success, when it had several
+    sizes: list[int] | None = None
 
 
 class Events:
@@ -113,7 +115,8 @@ class Events:
             other = event.file != _usual_file(event.job_id, event.file)
             self._image(event, other)
             self._set(key, side, request_id=None, request_status=None, ts=None,
-                      file=event.file if other else None)
+                      file=event.file if other else None, files=event.files,
+                      sizes=event.sizes if event.files else None)
             return
         self._image(None)
         assert isinstance(event, (Failed, Pending))
@@ -233,7 +236,8 @@ class Records:
             KINDS[kind], fp_text(fp), cost, attempts, file, None if size < 0 else size,
             f"{sha:016x}" if sha else None, side.get("error", ""), status or None,
             bool(retryable), self.reasons[reason], side.get("request_id"),
-            side.get("request_status"), side.get("ts", ""),
+            side.get("request_status"), side.get("ts", ""), side.get("files"),
+            side.get("sizes"),
         )
 
     def fold(self, events: Events) -> Records:

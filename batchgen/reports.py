@@ -45,8 +45,16 @@ def job_rows(jobs: Iterable[Job], history: Replay, store: ImageStore) -> Iterato
             "cost_micro": record.cost_micro if record else 0,
             "attempts": record.attempts if record else 0,
             "error": error, "metadata": job.metadata, "reason": state.reason,
-            "retryable": state.retryable,
+            "retryable": state.retryable, "model": job.model, "params": job.params,
+            "price_micro": job.price,
+            "files": (record.files or [record.file]) if state.state == DONE and record else [],
         }
+
+
+def is_left(row: dict[str, Any]) -> bool:
+    """Whether the next run pays for this job: pending (unless its image was found)
+    or failed in a way that is tried again."""
+    return (row["state"] == PENDING and row["reason"] != "found") or row["retryable"]
 
 
 def _with_records(jobs: Iterable[Job], history: Replay) -> Iterator[tuple[Job, Any]]:

@@ -25,7 +25,7 @@ from .folder import claim
 from .jobs import JobFile
 from .lock import FolderLock
 from .manifest import MANIFEST_NAME, ManifestWriter, Replay, replay
-from .money import format_usd
+from .money import format_usd, micro_to_usd
 from .plan import Plan
 from .pool import Pool
 from .progress import Reporter
@@ -126,15 +126,15 @@ async def _run_locked(jobs: JobFile, config: RunConfig, store: ImageStore, histo
             manifest.write(RunStarted(
                 run_id=run_id, job_file=str(jobs.path), job_file_sha256=jobs.sha256,
                 jobs=len(jobs), version=__version__, simulated=config.simulated,
-                settings={**config.public_settings(), "aspect_ratio": jobs.default_ratio,
-                          "sheet": jobs.sheet},
+                settings={**config.public_settings(), **_reading(jobs)},
             ))
             _adopt(manifest, store, plan)
             log.info("%d jobs: %d to run, %d done before, %d failed permanently",
                      plan.universe, plan.to_run, plan.done_before + len(plan.found),
                      plan.permanent_failures)
             if plan.to_run:
-                await _unless_stopped(pool, _preflight(pool, client, config, plan.to_run))
+                await _unless_stopped(pool, _preflight(pool, client, config, plan.to_run,
+                                                       plan.to_run_cost))
             if plan.to_run and not pool.stopping.is_set():
                 await _work(pool, plan, reporter, config)
             summary = _summarize(pool, plan, history.extend(path), config, signals, jobs)
@@ -174,6 +174,15 @@ async def _unless_stopped(pool: Pool, work) -> None:
         raise task.exception()
 
 
+def _reading(jobs: JobFile) -> dict:
+    """How the job file was read: recorded, so `status` and `report` read it alike."""
+    defaults = jobs.defaults
+    return {"aspect_ratio": jobs.default_ratio, "sheet": jobs.sheet, "model": defaults.model,
+            "params": defaults.params, "variants": defaults.variants,
+            "price": None if defaults.price_micro is None
+            else micro_to_usd(defaults.price_micro)}
+
+
 def _adopt(manifest: ManifestWriter, store: ImageStore, plan: Plan) -> None:
     """Record images that reached disk in a crashed run but missed their success line.
     Their cost stays with the crashed run, which never recorded it: nothing is
@@ -190,7 +199,8 @@ def _adopt(manifest: ManifestWriter, store: ImageStore, plan: Plan) -> None:
         plan.settle(position, DONE)
 
 
-async def _preflight(pool: Pool, client: Client, config: RunConfig, jobs_left: int) -> None:
+async def _preflight(pool: Pool, client: Client, config: RunConfig, jobs_left: int,
+                     plan_cost: int) -> None:
     """Check the balance before spending; stop the pool if the run must not start."""
     try:
         balance = await client.credits()
@@ -204,21 +214,21 @@ async def _preflight(pool: Pool, client: Client, config: RunConfig, jobs_left: i
     except ApiError as exc:
         log.warning("could not check the account balance (%s); going on", exc)
         return
-    needed = jobs_left * config.price_micro
+    needed = plan_cost
     balance_micro = round(balance * 1_000_000)
     if balance_micro >= needed:
         log.info("balance $%.3f covers the %d jobs to do (%s)", balance, jobs_left,
                  format_usd(needed))
         return
     log.warning("the balance ($%.3f) covers only %d of the %d jobs (%s needed)",
-                balance, balance_micro // config.price_micro, jobs_left, format_usd(needed))
+                balance, balance_micro * jobs_left // needed, jobs_left, format_usd(needed))
     if config.require_credits:
         log.error("--require-credits: not starting; top up and rerun the same command")
         pool.stop(StopReason.INSUFFICIENT_CREDITS)
 
 
 async def _work(pool: Pool, plan: Plan, reporter: Reporter, config: RunConfig) -> None:
-    reporter.start(plan.to_run, config.price_micro)
+    reporter.start(plan.to_run, plan.to_run_cost // max(1, plan.to_run))
     ticker = asyncio.create_task(reporter.tick())
     try:
         await pool.run(plan.items())

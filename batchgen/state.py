@@ -66,8 +66,12 @@ def job_state(job_id: str, fp: str, record: JobRecord | None, store: ImageStore)
     if record.fp is not None and record.fp != fp:
         return _EDITED
     if record.kind == "succeeded":
-        size = store.size(record.file) if record.file else None
-        complete = size == record.bytes if record.bytes is not None else bool(size)
+        if record.files and record.sizes and len(record.files) == len(record.sizes):
+            complete = all(store.size(file) == size
+                           for file, size in zip(record.files, record.sizes, strict=True))
+        else:
+            size = store.size(record.file) if record.file else None
+            complete = size == record.bytes if record.bytes is not None else bool(size)
         return _DONE if complete else _MISSING
     found = _found(job_id, record, store)
     if found:

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CHECKPOINT_NAME
+from .config import MODEL
 from .errors import JobFileError, UsageError, failure_cause
-from .gallery import price_micro, when
+from .gallery import when
 from .jobs import Job, JobFile, load_jobs
 from .lock import running_pid
 from .manifest import MANIFEST_NAME, Replay, read_events, replay
 from .money import format_usd, micro_to_usd, usd_to_micro
-from .reports import INDEX_NAME, RESULTS_NAME, job_rows, write_reports
+from .reports import INDEX_NAME, RESULTS_NAME, is_left, job_rows, write_reports
 from .store import ImageStore
 
 MAX_CAUSES = 10  # failure causes listed one by one; the rest are counted
@@ -35,8 +36,12 @@ def jobs_of(out_dir: Path, history: Replay) -> tuple[JobFile | list[Job], list[s
     if started and started.job_file:
         settings = started.settings or {}
         try:
+            price = settings.get("price") if settings.get("model") else None
             jobs = load_jobs(started.job_file, default_ratio=settings.get("aspect_ratio") or "1:1",
-                             sheet=settings.get("sheet"))
+                             sheet=settings.get("sheet"), model=settings.get("model") or MODEL,
+                             params=settings.get("params") or {},
+                             variants=settings.get("variants") or 1,
+                             price_micro=None if price is None else usd_to_micro(price))
         except JobFileError as exc:
             warning = f"cannot re-read the job file: {exc.problems[0]}"
         else:
@@ -83,9 +88,12 @@ def status(out_dir: Path) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     causes: Counter[str] = Counter()
-    retryable = 0
+    retryable = left = left_cost = 0
     for row in job_rows(jobs, history, ImageStore(out_dir)):
         counts[row["state"]] += 1
+        if is_left(row):
+            left += 1
+            left_cost += row["price_micro"]
         if row["state"] == "pending":
             reasons[row["reason"]] += 1
         elif row["state"] == "failed":
@@ -99,8 +107,6 @@ def status(out_dir: Path) -> dict[str, Any]:
     if len(history.bad_lines) > int(history.torn_tail):
         warnings.append(f"{len(history.bad_lines)} unreadable manifest line(s) skipped "
                         f"(line {history.bad_lines[0]}…)")
-    price = price_micro(history)
-    left = counts["pending"] - reasons["found"] + retryable  # a found image costs nothing
     return {
         "out_dir": str(out_dir),
         "job_file": started.job_file if started else None,
@@ -126,8 +132,7 @@ def status(out_dir: Path) -> dict[str, Any]:
             "running_pid": running,
         },
         "left": left,
-        "left_cost": micro_to_usd(left * price),
-        "price": micro_to_usd(price),
+        "left_cost": micro_to_usd(left_cost),
         "warnings": warnings,
     }
 
@@ -177,7 +182,6 @@ def format_status(info: dict[str, Any]) -> str:
         pid = f", pid {last['running_pid']}" if last["running_pid"] else ""
         lines.append(f"  last run {last['run_id']}: {when(last['started'], seconds=True)} → "
                      f"{end} ({last['reason']}{exit_code}{pid})")
-    lines.append(f"  left: {info['left']} jobs ≈ {money(info['left_cost'])} "
-                 f"at {money(info['price'])} each")
+    lines.append(f"  left: {info['left']} jobs ≈ {money(info['left_cost'])}")
     lines += [f"  warning: {w}" for w in info["warnings"]]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 IMAGES_DIR = "images"
@@ -112,9 +113,17 @@ class ImageStore:
     def read(self, file: str) -> bytes:
         return (self.out_dir / file).read_bytes()
 
-    def write(self, job_id: str, extension: str, data: bytes) -> str:
+    def write_all(self, job_id: str, images: Iterable[tuple[bytes, str]]) -> list[str]:
+        """Write each image of one answer: `<stem>.<ext>`, then `<stem>~2.<ext>`, ... (a
+        '~' no job's own name can hold, so the second image of `hero` never takes the
+        file of a job called `hero-2`). Returns the paths."""
+        return [self.write(job_id if n == 1 else (job_id, n), ext, data)
+                for n, (data, ext) in enumerate(images, start=1)]
+
+    def write(self, job_id: str | tuple[str, int], extension: str, data: bytes) -> str:
         """Write atomically, replacing an image of another type; return the path."""
-        stem = safe_stem(job_id)
+        stem = safe_stem(job_id) if isinstance(job_id, str) else \
+            f"{safe_stem(job_id[0])}~{job_id[1]}"
         name = f"{stem}.{extension}"
         temp = self.path / f".{name}.{os.getpid()}.tmp"
         with open(temp, "wb") as fh:

@@ -37,7 +37,7 @@ PNG = make_png("scripted", "1:1")
 async def generate(base_url: str, prompt: str = "a red fox", ratio: str = "1:1",
                    key: str = TEST_KEY, timeout: float = 30.0):
     async with Client.open(base_url, key, timeout=timeout) as client:
-        return await client.generate(prompt, ratio)
+        return await client.generate({"prompt": prompt, "aspect_ratio": ratio})
 
 
 async def failure(base_url: str, prompt: str = "a red fox", ratio: str = "1:1",
@@ -353,7 +353,7 @@ async def test_the_key_goes_only_to_the_api_host(start_simulator):
     api, cdn = start_simulator(response_format="url"), start_simulator()
     async with Client.open(api.base_url, TEST_KEY) as client:
         assert await client.download(cdn.publish(PNG)) == PNG
-        await client.generate("a fox", "1:1")  # its URL points back at the API's own host
+        await client.generate({"prompt": "a fox", "aspect_ratio": "1:1"})  # its URL points back at the API's own host
     assert [r.has_key for r in cdn.records] == [False]
     assert [(r.path.split("/")[1], r.has_key) for r in api.records] == [
         ("v1", True), ("files", True)]
@@ -397,7 +397,7 @@ async def test_credits_reads_the_balance(start_simulator):
     sim = start_simulator(credits=0.5)
     async with Client.open(sim.base_url, TEST_KEY) as client:
         assert await client.credits() == pytest.approx(0.5)
-        await client.generate("a fox", "1:1")
+        await client.generate({"prompt": "a fox", "aspect_ratio": "1:1"})
         assert await client.credits() == pytest.approx(0.481)
     off = start_simulator(credits_endpoint=False)
     async with Client.open(off.base_url, TEST_KEY) as client:
@@ -418,7 +418,7 @@ async def _wait(client: Client, request_id: str) -> tuple[str, str | None]:
 async def test_v2_submit_status_result(start_simulator):
     sim = start_simulator(credits=1.0, queue_delay=0.01)
     async with Client.open(sim.base_url, TEST_KEY) as client:
-        request_id = await client.submit("a fox", "9:16")
+        request_id = await client.submit({"prompt": "a fox", "aspect_ratio": "9:16"})
         assert await _wait(client, request_id) == ("COMPLETED", None)
         image = await client.result(request_id)
     assert image.data == make_png("a fox", "9:16") and image.extension == "png"
@@ -429,7 +429,7 @@ async def test_v2_submit_status_result(start_simulator):
 async def test_v2_failed_and_unfinished_and_expired(start_simulator):
     sim = start_simulator(result_ttl=3600)
     async with Client.open(sim.base_url, TEST_KEY) as client:
-        failed = await client.submit("a [fail] fox", "1:1")
+        failed = await client.submit({"prompt": "a [fail] fox", "aspect_ratio": "1:1"})
         state, error = await _wait(client, failed)
         assert state == "FAILED" and error
         with pytest.raises(JobRejected) as info:
@@ -441,11 +441,11 @@ async def test_v2_failed_and_unfinished_and_expired(start_simulator):
         with pytest.raises(RequestLost):
             await client.result("no-such-request")
         with pytest.raises(JobRejected):
-            await client.submit("a fox", "4:3")
+            await client.submit({"prompt": "a fox", "aspect_ratio": "4:3"})
 
     slow = start_simulator(queue_delay=3600)
     async with Client.open(slow.base_url, TEST_KEY) as client:
-        queued = await client.submit("a fox", "1:1")
+        queued = await client.submit({"prompt": "a fox", "aspect_ratio": "1:1"})
         assert await client.status(queued) == ("QUEUED", None)
         with pytest.raises(RetryableError, match="not finished"):
             await client.result(queued)
@@ -459,7 +459,7 @@ async def test_v2_unreadable_answers_are_retryable_and_only_a_submit_is_billed(s
     ]
     async with Client.open(scripted.base_url, TEST_KEY) as client:
         with pytest.raises(InvalidImage) as submit_error:  # it may have been queued all the same
-            await client.submit("a fox", "1:1")
+            await client.submit({"prompt": "a fox", "aspect_ratio": "1:1"})
         assert submit_error.value.billed
         with pytest.raises(JobRejected):
             await client.status("abc")  # a 422 that is not a FAILED body

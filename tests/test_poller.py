@@ -24,7 +24,7 @@ def jumping_clock(step: float):
 
 async def collect(sim, *, timeout=600.0, max_outage=600.0, clock_step=50.0):
     async with Client.open(sim.base_url, TEST_KEY) as client:
-        request_id = await client.submit("a fox", "1:1")
+        request_id = await client.submit({"prompt": "a fox", "aspect_ratio": "1:1"})
         poller = Poller(client, None, interval=0.001, max_interval=0.001, timeout=timeout,
                         max_outage=max_outage, clock=jumping_clock(clock_step))
         task = asyncio.create_task(poller.run())
