@@ -89,19 +89,23 @@ var grid=document.getElementById('grid');if(!grid)return;
 var cards=[].slice.call(grid.children),text=cards.map(function(c){
 return c.querySelector('.cap').textContent.toLowerCase();});
 var form=document.getElementById('controls'),sel=document.getElementById('state'),
+mod=document.getElementById('model'),
 q=document.getElementById('q'),pager=document.getElementById('pager'),
 count=document.getElementById('count'),prev=document.getElementById('prev'),
 next=document.getElementById('next'),where=document.getElementById('where');
 var size=+grid.getAttribute('data-page-size')||200,page=0;
 function readHash(){var p=new URLSearchParams(location.hash.slice(1));
 sel.value=p.get('state')||'';if(sel.selectedIndex<0)sel.value='';q.value=p.get('q')||'';
+mod.value=p.get('model')||'';if(mod.selectedIndex<0)mod.value='';
 page=Math.max(0,(parseInt(p.get('page'),10)||1)-1);}
 function writeHash(){var p=new URLSearchParams();if(sel.value)p.set('state',sel.value);
+if(mod.value)p.set('model',mod.value);
 if(q.value)p.set('q',q.value);if(page)p.set('page',page+1);var h=p.toString();
 try{history.replaceState(null,'',h?'#'+h:location.pathname+location.search);}catch(e){}}
-function apply(){var s=sel.value,t=q.value.trim().toLowerCase(),hits=[],i;
+function apply(){var s=sel.value,m=mod.value,t=q.value.trim().toLowerCase(),hits=[],i;
 for(i=0;i<cards.length;i++){cards[i].hidden=true;
-if((!s||cards[i].getAttribute('data-state')===s)&&(!t||text[i].indexOf(t)>=0))hits.push(i);}
+if((!s||cards[i].getAttribute('data-state')===s)&&(!m||cards[i].getAttribute('data-model')===m)
+&&(!t||text[i].indexOf(t)>=0))hits.push(i);}
 var pages=Math.max(1,Math.ceil(hits.length/size));if(page>=pages)page=pages-1;
 var from=page*size,to=Math.min(hits.length,from+size);
 for(i=from;i<to;i++){cards[hits[i]].hidden=false;show(cards[hits[i]]);}
@@ -116,7 +120,8 @@ img.loading='lazy';img.decoding='async';
 img.src=a.getAttribute('data-src')||a.getAttribute('href');
 img.alt=card.querySelector('.prompt').textContent;a.appendChild(img);}
 function change(){page=0;apply();writeHash();}
-sel.addEventListener('change',change);q.addEventListener('input',change);
+sel.addEventListener('change',change);mod.addEventListener('change',change);
+q.addEventListener('input',change);
 form.addEventListener('submit',function(e){e.preventDefault();});
 prev.addEventListener('click',function(){page--;apply();writeHash();scrollTo(0,grid.offsetTop);});
 next.addEventListener('click',function(){page++;apply();writeHash();scrollTo(0,grid.offsetTop);});
@@ -131,6 +136,10 @@ def _card(row: dict[str, Any], thumbnail: Callable[[str], str | None] | None) ->
     state = row["state"]
     meta = " · ".join(f"{esc(str(k))}: {esc(cell(v))}" for k, v in row["metadata"].items()
                       if cell(v) != "")
+    sent = " ".join(f"{esc(str(k))}={esc(cell(v))}" for k, v in row["params"].items()
+                    if k != "aspect_ratio")
+    more = "".join(f' <a class="more" href="{esc(quote(file))}" target="_blank">'
+                   f"image {n}</a>" for n, file in enumerate(row["files"][1:], start=2))
     if state == "done":
         href = esc(quote(row["file"]))
         thumb = thumbnail(row["file"]) if thumbnail else None
@@ -144,11 +153,15 @@ def _card(row: dict[str, Any], thumbnail: Callable[[str], str | None] | None) ->
     else:
         note = row["error"] or PENDING_REASONS["never_tried"]
         picture = f'<div class="ph"><strong>{state}</strong><small>{esc(note)}</small></div>'
+    ratio = f'<span class="ratio">{esc(row["aspect_ratio"])}</span>' if row["aspect_ratio"] \
+        else ""
     return (
-        f'<article class="card {state}" data-state="{state}">{picture}'
-        f'<div class="cap"><p class="prompt">{esc(row["prompt"])}</p>'
-        f'<p class="meta"><span class="ratio">{esc(row["aspect_ratio"])}</span>'
-        f'<code>{esc(row["id"])}</code>{" · " + meta if meta else ""}</p></div></article>'
+        f'<article class="card {state}" data-state="{state}" data-model="{esc(row["model"])}">'
+        f'{picture}<div class="cap"><p class="prompt">{esc(row["prompt"])}</p>'
+        f'<p class="meta">{ratio}<code>{esc(row["id"])}</code>{more}'
+        f'{" · " + meta if meta else ""}</p>'
+        f'<p class="meta model">{esc(row["model"])}{" · " + sent if sent else ""}</p>'
+        f"</div></article>"
     )
 
 
@@ -182,9 +195,11 @@ def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
     itself; without it every card shows its full image."""
     esc = html.escape
     counts: Counter[str] = Counter()
+    models: Counter[str] = Counter()
     left = left_cost = 0
     for r in rows():
         counts[r["state"]] += 1
+        models[r["model"]] += 1
         if is_left(r):
             left += 1
             left_cost += r["price_micro"]
@@ -204,6 +219,8 @@ def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
     stat_items = "".join(f'<li class="{cls}"><b>{esc(str(value))}</b><span>{name}</span></li>'
                          for name, value, cls in stats)
     options = "".join(f'<option value="{s}">{s} ({counts[s]})</option>' for s in STATES)
+    model_options = "".join(f'<option value="{esc(m)}">{esc(m)} ({n})</option>'
+                            for m, n in sorted(models.items()))
     problems = counts["failed"] + counts["pending"]
     run_table = ""
     if runs:
@@ -224,6 +241,8 @@ def write_gallery(fh: TextIO, rows: Callable[[], Iterable[dict[str, Any]]],
 <ul class="stats">{stat_items}</ul></header>
 <form id="controls" hidden role="search"><label>state <select id="state">
 <option value="">all ({total})</option>{options}</select></label>
+<label{"" if len(models) > 1 else " hidden"}>model <select id="model">
+<option value="">all</option>{model_options}</select></label>
 <input id="q" type="search" placeholder="search prompts, ids, metadata" aria-label="search">
 <span id="count"></span></form>
 <main id="grid" data-page-size="{PAGE_SIZE}">

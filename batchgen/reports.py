@@ -102,7 +102,7 @@ def write_atomically(path: Path, write: Callable[[TextIO], None]) -> None:
 def write_reports(out_dir: Path, jobs: Iterable[Job], history: Replay) -> None:
     """Write results.csv and index.html, each streamed a chunk of rows at a time."""
     from .gallery import write_gallery
-    from .results import metadata_columns, write_results
+    from .results import columns_of, write_results
     from .thumbs import Thumbnails
 
     store = ImageStore(out_dir)
@@ -111,8 +111,10 @@ def write_reports(out_dir: Path, jobs: Iterable[Job], history: Replay) -> None:
     def rows() -> Iterator[dict[str, Any]]:
         return job_rows(jobs, history, store)
 
-    meta = jobs.metadata_columns if isinstance(jobs, JobFile) else metadata_columns(jobs)
-    write_atomically(out_dir / RESULTS_NAME, lambda fh: write_results(fh, rows(), meta))
+    params, meta = ((jobs.param_columns, jobs.metadata_columns) if isinstance(jobs, JobFile)
+                    else columns_of(jobs))
+    write_atomically(out_dir / RESULTS_NAME,
+                     lambda fh: write_results(fh, rows(), params, meta))
     write_atomically(out_dir / INDEX_NAME,
                      lambda fh: write_gallery(fh, rows, history, thumbs.ensure))
 

@@ -127,6 +127,10 @@ BAD_VALUES = [
     ("run", "--aspect-ratio", "7:3", "'7:3' is not one of 1:1, 16:9"),
     ("run", "--api", "v3", "invalid choice: 'v3'"),
     ("run", "--sim-credits", "lots", "'lots' is not a number ≥ 0"),
+    ("run", "--variants", "0", "'0' is not a whole number from 1 to 100"),
+    ("run", "--param", "seed", "'seed' is not NAME=VALUE"),
+    ("validate", "--variants", "many", "'many' is not a whole number from 1 to 100"),
+    ("validate", "--param", "=1", "'=1' is not NAME=VALUE"),
     ("run", "--sim-latency", "-1", "'-1' is not a number ≥ 0"),
     ("validate", "--price", "free", "'free' is not a dollar amount > 0"),
     ("validate", "--aspect-ratio", "square", "'square' is not one of"),
@@ -359,7 +363,8 @@ def test_validate_json_is_the_estimate_for_scripts(tmp_path, sim, cli):
     assert result.code == 0, result.err
     info = json.loads(result.out)
     assert info["jobs"] == 9 and info["by_ratio"] == {"16:9": 6, "1:1": 2, "9:16": 1}
-    assert info["cost"] == pytest.approx(0.171) and info["price"] == pytest.approx(0.019)
+    assert info["cost"] == pytest.approx(0.171)
+    assert info["by_model"] == {"luma-photon-txt-2-img": 9}
     assert info["started"] is False and info["left"] == 9 and info["out_dir"] == str(out)
     assert cli("run", DATA / "ratio_spellings.csv", "--out", out, "--base-url", sim.base_url,
                "--limit", "3", *FAST).code == 0

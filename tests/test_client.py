@@ -353,7 +353,8 @@ async def test_the_key_goes_only_to_the_api_host(start_simulator):
     api, cdn = start_simulator(response_format="url"), start_simulator()
     async with Client.open(api.base_url, TEST_KEY) as client:
         assert await client.download(cdn.publish(PNG)) == PNG
-        await client.generate({"prompt": "a fox", "aspect_ratio": "1:1"})  # its URL points back at the API's own host
+        # its URL points back at the API's own host
+        await client.generate({"prompt": "a fox", "aspect_ratio": "1:1"})
     assert [r.has_key for r in cdn.records] == [False]
     assert [(r.path.split("/")[1], r.has_key) for r in api.records] == [
         ("v1", True), ("files", True)]
