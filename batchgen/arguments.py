@@ -138,6 +138,16 @@ examples:
   batchgen report output/prompts
   batchgen report prompts.csv --out output/big-batch"""
 
+MODELS_EPILOG = f"""\
+{NO_KEY}
+
+A model outside this list still runs: give its slug to --model (or a model column)
+and its price with --price; its parameters are sent as given, unchecked.
+
+examples:
+  batchgen models                   # slug, title, price per image
+  batchgen models flux-schnell      # its parameters, what each allows, defaults"""
+
 SIMULATOR_EPILOG = f"""\
 environment:
   {API_KEY_ENV}: not read. Clients may send any non-empty x-api-key (only K with
@@ -192,6 +202,11 @@ def build_parser() -> Parser:
         "report", "(re)write an output folder's results.csv and index.html",
         "Rewrite results.csv and the gallery index.html of an output folder from its\n"
         "manifest, the job file and the images on disk.", REPORT_EPILOG), json=False)
+    models = command(
+        "models", "the Segmind models batchgen knows: prices and parameters",
+        "List the models batchgen knows (slug, price per image, where the figures come\n"
+        "from), or one model's parameters: type, allowed values, default.", MODELS_EPILOG)
+    models.add_argument("slug", nargs="?", metavar="SLUG", help="show this model's parameters")
     _simulator_options(command(
         "simulator", "serve a fake Segmind API on loopback, for trying things out",
         "Serve a fake Segmind API that speaks the real protocol (v1, v2 queue, credits\n"

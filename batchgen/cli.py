@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     commands = {"run": _run, "validate": _validate, "status": _status, "report": _report,
-                "simulator": _simulator}
+                "models": _models, "simulator": _simulator}
     terminate = _Terminate()
     try:
         with terminate:
@@ -308,6 +308,32 @@ def _report(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     for path in written:
         print(path)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import MODELS, model
+
+    if args.slug is None:
+        width = max(len(slug) for slug in MODELS)
+        for entry in MODELS.values():
+            print(f"{entry.slug:<{width}}  {entry.price_text:<22}  {entry.title}")
+        print("\n`batchgen models SLUG` shows a model's parameters; any other slug runs "
+              "with --price.")
+        return 0
+    entry = model(args.slug)
+    if entry is None:
+        raise UsageError(f"batchgen does not know the model {args.slug!r}; it knows "
+                         f"{', '.join(MODELS)} (any other runs with --model and --price)")
+    print(f"{entry.title} ({entry.slug}): {entry.price_text}"
+          + (f" per image, times {entry.samples_param}" if entry.price_per_sample else ""))
+    print(f"endpoint  POST {entry.v1_path}   source  {entry.source}")
+    print("parameters (besides prompt; a job file column of the same name sets them):")
+    width = max(len(p.name) for p in entry.params)
+    for param in entry.params:
+        default = "" if param.default is None else f" (default {param.default})"
+        note = f"  - {param.help}" if param.help else ""
+        print(f"  {param.name:<{width}}  {param.allowed()}{default}{note}")
     return 0
 
 

@@ -319,7 +319,11 @@ def _row_ratio(value: Any, sending: Sending, defaults: Defaults, problems: Probl
     text = "" if value is None else str(value).strip()
     if sending.ratio is None:
         if text and sending.model is not None:
-            problems.add(location, column, f"{sending.slug} takes no aspect ratio")
+            sizes = [p.name for p in sending.model.params
+                     if p.name in ("width", "height", "img_width", "img_height", "resolution")]
+            problems.add(location, column, f"{sending.slug} takes no aspect ratio"
+                         + (f" (it takes {' and '.join(sizes)})" if sizes else "")
+                         + ": leave the column empty for it")
         return None
     if not text:
         return defaults.aspect_ratio
