@@ -155,8 +155,11 @@ def _estimate(args: argparse.Namespace, jobs: JobFile) -> None:
         for slug, count in info.by_model.items():
             print(f"  {count} × {slug}")
     cost = usd_to_micro(info.cost)
-    each = f" x {format_usd(cost // info.jobs)}" if len(info.by_model) == 1 else ""
-    print(f"estimate: {info.jobs}{each} = {format_usd(cost)}")
+    if len(info.by_model) == 1 and cost % info.jobs == 0:
+        print(f"estimate: {info.jobs} x {format_usd(cost // info.jobs)} = {format_usd(cost)}")
+    else:  # several models, or images per request: prices differ between jobs
+        print(f"estimate: {info.jobs} jobs = {format_usd(cost)} (each at its model's "
+              f"price: `batchgen models`)")
     if info.started:
         print(f"already done: {info.done} ({info.failed_permanent} failed permanently) in "
               f"{info.out_dir}; left: {info.left} = {format_usd(usd_to_micro(info.left_cost))}")

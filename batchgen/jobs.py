@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .config import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, MAX_PROMPT_CHARS, MODEL
+from . import cells
+from .config import DEFAULT_ASPECT_RATIO, MODEL
 from .errors import JobFileError
 from .jobindex import JobIndex
 from .models import canonical_ratio
@@ -37,12 +38,8 @@ __all__ = ["Job", "JobFile", "canonical_ratio", "content_id", "fingerprint", "lo
 # `variants`, not `count`: a column named Count is common in product sheets (stock
 # counts) and must never multiply what a run spends.
 RESERVED_COLUMNS = ("prompt", "aspect_ratio", "id", "model", "variants")
-MAX_VARIANTS = 100  # jobs one row may make
-_ALLOWED = ", ".join(ASPECT_RATIOS)
 # A content id: 16 hex digits of fingerprint, and the occurrence from the 2nd copy on.
 _CONTENT_ID = re.compile(r"([0-9a-f]{16})(?:-(\d+))?")
-# What UTF-8 cannot encode: a lone half of a surrogate pair, as JSON's "\ud800" makes.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _NO_METADATA: dict[str, Any] = {}  # shared by every job without metadata: never mutated
 
@@ -145,12 +142,12 @@ def load_jobs(
     check_path(path, problems)
     fallback = canonical_ratio(default_ratio)
     if fallback is None:
-        raise JobFileError([f"--aspect-ratio {default_ratio!r} is not one of {_ALLOWED}"])
+        raise JobFileError([f"--aspect-ratio {default_ratio!r} is not one of {cells.ALLOWED}"])
     defaults = Defaults(model, fallback, dict(params or {}), variants, price_micro)
 
     source = open_rows(path, suffix, sheet, problems)
     header = _header(source, problems) if source.header is not None else None
-    fallback = _ratio(source.default_ratio, fallback, problems, "defaults", "aspect_ratio")
+    fallback = cells.ratio(source.default_ratio, fallback, problems, "defaults", "aspect_ratio")
     if problems.count:  # the file's own problems (defaults, header): nothing is skippable
         problems.raise_if_any()
     index = JobIndex(_job)
@@ -181,7 +178,7 @@ def _header(source: Rows, problems: Problems) -> dict[str, str]:
     header = _columns(source.header, problems, "row 1")
     if not source.strict_utf8:
         for name, char in _Roles(header).bad_names.items():
-            problems.add("row 1", name, _unencodable(char, "the column name "))
+            problems.add("row 1", name, cells.unencodable(char, "the column name "))
     if "prompt" not in header:
         found = ", ".join(repr(n) for n in source.header) or "none"
         problems.add("row 1", None, f"no 'prompt' column; columns found: {found}")
@@ -237,22 +234,22 @@ def _validate(source: Rows, header: dict[str, str] | None, defaults: Defaults,
                                                                location)
             assert roles is not None
             known = problems.count
-            prompt = _prompt(row.get(roles.prompt), problems, location, roles.prompt)
-            user_id = _user_id(row.get(roles.id), problems, location, roles.id)
-            slug = _text_cell(row.get(roles.model)) or defaults.model
+            prompt = cells.prompt(row.get(roles.prompt), problems, location, roles.prompt)
+            user_id = cells.user_id(row.get(roles.id), problems, location, roles.id)
+            slug = cells.text_cell(row.get(roles.model)) or defaults.model
             sending = sendings.get(slug)
             if sending is None:
                 sending = sendings[slug] = Sending(slug, defaults, problems)
                 facts.file_problems |= problems.count != known
                 known = problems.count
-            ratio = _row_ratio(row.get(roles.ratio), sending, defaults, problems, location,
-                               roles.ratio)
+            ratio = cells.row_ratio(row.get(roles.ratio), sending, defaults, problems,
+                                    location, roles.ratio)
             names = tuple(row)
             params = sending.read(row, names, ratio, location, problems)
-            count = _variants(row.get(roles.variants), defaults.variants, problems, location,
-                              roles.variants)
+            count = cells.variants(row.get(roles.variants), defaults.variants, problems,
+                                   location, roles.variants)
             if not source.strict_utf8:
-                _encodable(row, roles, problems, location)
+                cells.encodable(row, roles.texts, roles.bad_names, problems, location)
             if prompt is None or user_id is None:
                 continue
             if problems.count != known:
@@ -306,46 +303,6 @@ def _validate(source: Rows, header: dict[str, str] | None, defaults: Defaults,
         index.skip |= skip
         facts.count -= len(skip)
     return facts
-
-
-def _text_cell(value: Any) -> str:
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _row_ratio(value: Any, sending: Sending, defaults: Defaults, problems: Problems,
-               location: str, column: str) -> str | None:
-    """The row's canonical aspect ratio, or None for a model that takes none (where a
-    ratio in the row is a problem if the model is a known one)."""
-    text = "" if value is None else str(value).strip()
-    if sending.ratio is None:
-        if text and sending.model is not None:
-            sizes = [p.name for p in sending.model.params
-                     if p.name in ("width", "height", "img_width", "img_height", "resolution")]
-            problems.add(location, column, f"{sending.slug} takes no aspect ratio"
-                         + (f" (it takes {' and '.join(sizes)})" if sizes else "")
-                         + ": leave the column empty for it")
-        return None
-    if not text:
-        return defaults.aspect_ratio
-    ratio = sending.ratio_of(text)
-    if ratio is None:
-        problems.add(location, column, f"{text!r} is not one of "
-                     + ", ".join(str(c) for c in sending.ratio.choices))
-        return defaults.aspect_ratio
-    return ratio
-
-
-def _variants(value: Any, default: int, problems: Problems, location: str,
-              column: str) -> int:
-    """How many jobs a row makes: its `variants` cell, else --variants."""
-    text = "" if value is None else str(value).strip()
-    if not text:
-        return default
-    if text.isdigit() and 1 <= int(text) <= MAX_VARIANTS:
-        return int(text)
-    problems.add(location, column, f"must be a whole number from 1 to {MAX_VARIANTS}, "
-                 f"not {text!r}")
-    return 1
 
 
 def _key(text: str) -> int:
@@ -443,7 +400,7 @@ class _Roles:
         self.texts = [self.prompt, self.id, *self.metadata]  # sent or recorded: must encode
         # column → its first unencodable character (only a metadata name can have one)
         self.bad_names = {name: char for name in self.metadata
-                          if (char := _lone_surrogate(name)) is not None}
+                          if (char := cells.lone_surrogate(name)) is not None}
 
 
 def _row_roles(row: dict[str, Any], roles_of: dict[tuple[str, ...], _Roles],
@@ -468,93 +425,3 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _prompt(value: Any, problems: Problems, location: str, column: str) -> str | None:
-    """The stripped prompt, or None (and a problem) when it is missing, empty or too long."""
-    if not isinstance(value, str):
-        problems.add(location, column, "missing" if value is None
-                     else f"must be text, not {type(value).__name__}")
-        return None
-    prompt = value.strip()
-    if "\r" in prompt:  # a multi-line cell from Windows: same prompt, same id as on a Mac
-        prompt = prompt.replace("\r\n", "\n").replace("\r", "\n")
-    if not prompt:
-        problems.add(location, column, "is empty")
-        return None
-    if len(prompt) > MAX_PROMPT_CHARS:
-        problems.add(location, column,
-                     f"is {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are allowed")
-        return None
-    return prompt
-
-
-def _ratio(
-    value: Any, fallback: str, problems: Problems, location: str, column: str,
-    known: dict[str, str] | None = None,
-) -> str:
-    """The canonical ratio; empty or missing (JSON null) → the fallback. Valid
-    spellings are remembered in `known`."""
-    text = "" if value is None else str(value).strip()
-    if not text:
-        return fallback
-    ratio = canonical_ratio(text)
-    if ratio is None:
-        problems.add(location, column, f"{text!r} is not one of {_ALLOWED}")
-        return fallback
-    if known is not None and isinstance(value, str):
-        known[value] = ratio
-    return ratio
-
-
-def _user_id(value: Any, problems: Problems, location: str, column: str) -> str | None:
-    """The user's id ('' when none), or None (and a problem) when it is not text."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)  # JSONL {"id": 7}
-    problems.add(location, column, f"must be text or a whole number, not {type(value).__name__}")
-    return None
-
-
-# -- text that cannot be sent or recorded (SPEC §8 S5) -------------------------------
-
-
-def _encodable(row: dict[str, Any], roles: _Roles, problems: Problems, location: str) -> None:
-    """A problem per column whose prompt, id or metadata (its name included) holds
-    text UTF-8 cannot encode. The ratio needs no check: such a ratio is already 'not
-    one of' the allowed ones."""
-    for column in roles.texts:
-        if column in roles.bad_names:
-            problems.add(location, column, _unencodable(roles.bad_names[column],
-                                                        "the column name "))
-            continue
-        value = row.get(column)
-        if value is None or (value.__class__ is str and value.isascii()):  # nearly always
-            continue
-        if (char := _lone_surrogate(value)) is not None:
-            problems.add(location, column, _unencodable(char))
-
-
-def _lone_surrogate(value: Any) -> str | None:
-    """The first character UTF-8 cannot encode in `value` (text, or text nested in lists
-    and mappings, their keys included), or None. Such a character is half of a
-    surrogate pair, as JSON's "\\ud800" escape makes."""
-    pending = [value]
-    while pending:  # a loop, not recursion: JSON may nest as deep as its parser allows
-        item = pending.pop()
-        if isinstance(item, str):
-            if not item.isascii() and (match := _SURROGATE.search(item)):
-                return match[0]
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return None
-
-
-def _unencodable(char: str, what: str = "") -> str:
-    return f"{what}contains text that is not valid Unicode (a lone surrogate \\u{ord(char):04x})"
