@@ -171,8 +171,8 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="batchgen",
         description="Turn a spreadsheet or YAML file of prompts into a folder of AI images "
-                    "(Segmind Luma Photon),\nresumably: rerun the same command and nothing "
-                    "is paid for twice.",
+                    "(Segmind Luma Photon,\nor any Segmind model), resumably: rerun the same "
+                    "command and nothing is paid for twice.",
         epilog=TOP_EPILOG,
     )
     parser.add_argument("--version", action=_Version, help="print the version and exit")
@@ -289,10 +289,10 @@ def _run_options(run: Parser) -> None:
     money = run.add_argument_group("money")
     money.add_argument("--max-cost", type=dollars(), metavar="USD",
                        help="dollars this run may spend at most (exact: 0.38 buys 20 images)")
-    _model_options(run.add_argument_group("model"))
     money.add_argument("--require-credits", action="store_true",
                        help="stop (exit 3) before sending anything if the balance cannot pay "
                             "for every job")
+    _model_options(run.add_argument_group("model"))
 
     retries = run.add_argument_group("retries and waiting")
     retries.add_argument("--retries", type=whole(0), default=5, metavar="N",

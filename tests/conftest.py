@@ -18,6 +18,9 @@ from batchgen.simulator import Simulator, SimulatorConfig, SimulatorThread
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 TEST_KEY = "sk-test-SECRET-0123456789"
+FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")  # run options for tests
+V2 = (*FAST, "--api", "v2", "--poll-interval", "0.05")
+PRICE = 19_000  # Luma's price in micro-dollars
 
 
 @pytest.fixture
@@ -80,6 +83,12 @@ def write_jobs(path: Path, prompts: list[str], ratio: str = "1:1") -> Path:
     lines = ["prompt,aspect_ratio"] + [f'"{p}",{ratio}' for p in prompts]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def recorded_micro(out_dir: Path) -> int:
+    """What the manifest's job lines say the API billed, in micro-dollars."""
+    return sum(round(line.get("cost", 0) * 1_000_000) for line in manifest_lines(out_dir)
+               if line["event"] in ("succeeded", "failed", "pending"))
 
 
 def manifest_lines(out_dir: Path) -> list[dict]:

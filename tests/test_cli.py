@@ -21,10 +21,9 @@ from batchgen.arguments import build_parser
 from batchgen.runner import RunSummary
 from batchgen.status import cause_lines
 
-from .conftest import DATA, ROOT, events, spawn, wait_for, write_jobs
+from .conftest import DATA, FAST, ROOT, events, spawn, wait_for, write_jobs
 
 COMMANDS = ["run", "validate", "status", "report", "simulator"]
-FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")
 SIMULATE = ("--simulate", "--sim-latency", "0.01", "--no-progress")
 SUMMARY = re.compile(r"^done=\d+ failed=\d+ pending=\d+ spent=\$[\d.]+ total=\$[\d.]+ "
                      r"(credits=\$[\d.]+ )?exit=\d+$")

@@ -13,16 +13,18 @@ import pytest
 from batchgen.simulator import make_png
 from batchgen.store import safe_stem
 
-from .conftest import events, kill_9_when, manifest_lines, spawn, wait_for, write_jobs
-
-FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")
-V2 = (*FAST, "--api", "v2", "--poll-interval", "0.05")
-PRICE = 19_000
-
-
-def recorded_micro(out) -> int:
-    return sum(round(line.get("cost", 0) * 1_000_000) for line in manifest_lines(out)
-               if line["event"] in ("succeeded", "failed", "pending"))
+from .conftest import (
+    FAST,
+    PRICE,
+    V2,
+    events,
+    kill_9_when,
+    manifest_lines,
+    recorded_micro,
+    spawn,
+    wait_for,
+    write_jobs,
+)
 
 
 def run(cli, jobs, out, sim, *extra):

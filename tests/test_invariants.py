@@ -16,17 +16,18 @@ from batchgen.reports import write_atomically
 from batchgen.simulator import make_png
 from batchgen.store import safe_stem
 
-from .conftest import TEST_KEY, events, kill_9_when, manifest_lines, spawn, write_jobs
-
-FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")
-V2 = (*FAST, "--api", "v2", "--poll-interval", "0.05")
-PRICE = 19_000
-
-
-def recorded_micro(out) -> int:
-    """What the manifest's job lines say the API billed, in micro-dollars."""
-    return sum(round(line.get("cost", 0) * 1_000_000) for line in manifest_lines(out)
-               if line["event"] in ("succeeded", "failed", "pending"))
+from .conftest import (
+    FAST,
+    PRICE,
+    TEST_KEY,
+    V2,
+    events,
+    kill_9_when,
+    manifest_lines,
+    recorded_micro,
+    spawn,
+    write_jobs,
+)
 
 
 def job_micro(out, job_id) -> int:

@@ -12,10 +12,8 @@ import pytest
 from batchgen.fakeimage import read_stamp
 from batchgen.models import MODELS
 
-from .conftest import events, manifest_lines, write_jobs
+from .conftest import FAST, events, manifest_lines, write_jobs
 from .model_examples import EXAMPLES, MULTI, WRONG
-
-FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")
 
 
 def write_table(path, rows: list[dict]) -> None:

@@ -19,9 +19,8 @@ import pytest
 
 from batchgen.simulator import make_png
 
-from .conftest import manifest_lines, spawn, wait_for
+from .conftest import PRICE, recorded_micro, spawn, wait_for
 
-PRICE = 19_000
 CONCURRENCY = 3
 JOBS = 10
 SHORT_SEEDS = range(6)
@@ -34,10 +33,6 @@ def write_job_file(path: Path, prompts: dict[str, str]) -> None:
     path.write_text("id,prompt\n" + "".join(f'{i},"{p}"\n' for i, p in prompts.items()),
                     encoding="utf-8")
 
-
-def recorded_micro(out: Path) -> int:
-    return sum(round(line.get("cost", 0) * 1_000_000) for line in manifest_lines(out)
-               if line["event"] in ("succeeded", "failed", "pending"))
 
 
 def run_schedule(seed: int, tmp_path: Path, start_simulator) -> None:

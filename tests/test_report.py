@@ -29,9 +29,8 @@ from batchgen.gallery import PAGE_SIZE
 from batchgen.results import BASE_COLUMNS
 from batchgen.simulator import make_png
 
-from .conftest import events, wait_for, write_jobs
+from .conftest import FAST, events, wait_for, write_jobs
 
-FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

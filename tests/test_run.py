@@ -11,9 +11,7 @@ from batchgen import RunConfig, load_jobs, run_batch
 from batchgen.manifest import read_events
 from batchgen.store import image_extension
 
-from .conftest import TEST_KEY, events, manifest_lines, write_jobs
-
-FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")
+from .conftest import FAST, TEST_KEY, events, manifest_lines, write_jobs
 
 
 def run(cli, jobs: Path, out: Path, sim, *extra: str):

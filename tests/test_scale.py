@@ -13,9 +13,7 @@ from batchgen.checkpoint import CHECKPOINT_NAME, load, save
 from batchgen.errors import JobFileError
 from batchgen.manifest import Replay, read_events, replay
 
-from .conftest import TEST_KEY, events, kill_9_when, spawn, write_jobs
-
-FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")
+from .conftest import FAST, TEST_KEY, events, kill_9_when, spawn, write_jobs
 
 
 def config(out, sim, **options) -> RunConfig:

@@ -16,9 +16,8 @@ from batchgen.client import key_exposed
 from batchgen.manifest import read_events, replay
 from batchgen.store import image_extension
 
-from .conftest import TEST_KEY, events, kill_9_when, spawn, wait_for, write_jobs
+from .conftest import FAST, TEST_KEY, events, kill_9_when, spawn, wait_for, write_jobs
 
-FAST = ("--backoff", "0.01", "--no-progress", "--rate", "100000")
 SUMMARY = re.compile(
     r"^done=\d+ failed=\d+ pending=\d+ spent=\$\d+\.\d+ total=\$\d+\.\d+ "
     r"(credits=\$\d+\.\d+ )?exit=\d+$")
