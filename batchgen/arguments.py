@@ -248,7 +248,7 @@ def _model_options(group: argparse._ArgumentGroup) -> None:
                        metavar="NAME=VALUE",
                        help="a parameter sent with every job that does not set it itself, "
                             "e.g. --param seed=42 (repeat for more)")
-    group.add_argument("--variants", type=whole(1, 100), default=1, metavar="N",
+    group.add_argument("--variants", "--count", type=whole(1, 100), default=1, metavar="N",
                        help="jobs (images) per row for rows without a variants column "
                             "(default 1)")
     group.add_argument("--price", type=dollars(above_zero=True), metavar="USD",

@@ -125,10 +125,17 @@ class _Terminate:
 
 def _load(args: argparse.Namespace) -> JobFile:
     from .jobs import load_jobs
+    from .readers import normalize_column
 
-    return load_jobs(args.job_file, default_ratio=args.aspect_ratio, sheet=args.sheet,
+    jobs = load_jobs(args.job_file, default_ratio=args.aspect_ratio, sheet=args.sheet,
                      skip_invalid=getattr(args, "skip_invalid", False), model=args.model,
                      params=dict(args.param), variants=args.variants, price_micro=args.price)
+    for name in jobs.metadata_columns:
+        if normalize_column(name) in ("count", "n", "num_images", "images"):
+            print(f"note: the column {name!r} is metadata, not a number of images per row "
+                  "(a Count column in a product sheet must not multiply what you spend); "
+                  "a 'variants' column or --variants N does that", file=sys.stderr)
+    return jobs
 
 
 def _out_dir(args: argparse.Namespace) -> Path:

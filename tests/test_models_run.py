@@ -93,8 +93,8 @@ def test_variants_make_n_jobs_a_row_and_a_rerun_buys_nothing(tmp_path, sim, cli)
     assert ids == ["hero", "hero-v2", "hero-v3", "hero-v4",
                    "side", "side-v2", "side-v3", "side-v4"]
     assert sim.charged == 8 and len(list((out / "images").iterdir())) == 8
-    assert run(cli, jobs, out, sim, "--variants", "4").code == 0
-    assert sim.charged == 8
+    rerun = run(cli, jobs, out, sim, "--count", "4")  # the spelling of --variants
+    assert rerun.code == 0 and sim.charged == 8
     with open(out / "results.csv", encoding="utf-8") as fh:
         results = list(csv.DictReader(fh))
     assert [r["id"] for r in results][:4] == ["hero", "hero-v2", "hero-v3", "hero-v4"]
@@ -104,8 +104,10 @@ def test_a_variants_column_only_multiplies_its_own_row(tmp_path, sim, cli):
     jobs = tmp_path / "jobs.csv"
     jobs.write_text("prompt,variants,count\none,3,500\ntwo,,7\n", encoding="utf-8")
     out = tmp_path / "out"
-    assert run(cli, jobs, out, sim).code == 0
+    result = run(cli, jobs, out, sim)
+    assert result.code == 0
     assert sim.charged == 4  # a "count" column is metadata: stock counts buy nothing
+    assert "the column 'count' is metadata" in result.err
     assert {line["metadata"]["count"] for line in events(out, "succeeded")} == {"500", "7"}
 
 
