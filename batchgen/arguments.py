@@ -23,7 +23,17 @@ from .config import (
     MODEL,
 )
 from .money import PRICE_MICRO
-from .parser import Parser, aspect_ratio, assignment, dollars, number, shard, whole, words
+from .parser import (
+    Parser,
+    aspect_ratio,
+    assignment,
+    dollars,
+    model_slug,
+    number,
+    shard,
+    whole,
+    words,
+)
 from .simconfig import FAULTS, FORMATS, PASS, POLL_FAULTS, is_http_status, is_state_word
 
 DEFAULT_RATE = 50.0  # requests per minute: Segmind's Pro plan
@@ -241,7 +251,7 @@ def _job_file_options(group: argparse._ArgumentGroup) -> None:
 
 
 def _model_options(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--model", default=MODEL, metavar="SLUG",
+    group.add_argument("--model", type=model_slug, default=MODEL, metavar="SLUG",
                        help=f"the Segmind model for rows without a model column (default "
                             f"{MODEL}); `batchgen models` lists the ones batchgen knows")
     group.add_argument("--param", type=assignment, action="append", default=[],

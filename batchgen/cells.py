@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from .config import ASPECT_RATIOS, MAX_PROMPT_CHARS
-from .models import canonical_ratio
+from .models import canonical_ratio, canonical_slug
 from .params import Defaults, Sending
 from .readers import Problems
 
@@ -21,8 +21,17 @@ ALLOWED = ", ".join(ASPECT_RATIOS)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def text_cell(value: Any) -> str:
-    return value.strip() if isinstance(value, str) else ""
+def model(value: Any, default: str, problems: Problems, location: str,
+          column: str) -> str | None:
+    """The row's model slug (a registry slug in its own case), the default for an empty
+    cell, or None (and a problem) for what cannot be a slug."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    slug = canonical_slug(value) if isinstance(value, str) else None
+    if slug is None:
+        problems.add(location, column, f"{value!r} is not a model slug (letters, digits, "
+                     "'.', '-' and '_', as in flux-schnell; `batchgen models` lists some)")
+    return slug
 
 
 def row_ratio(value: Any, sending: Sending, defaults: Defaults, problems: Problems,
@@ -37,6 +46,10 @@ def row_ratio(value: Any, sending: Sending, defaults: Defaults, problems: Proble
             problems.add(location, column, f"{sending.slug} takes no aspect ratio"
                          + (f" (it takes {' and '.join(sizes)})" if sizes else "")
                          + ": leave the column empty for it")
+        elif text:
+            problems.add(location, column, f"{sending.slug} is not in batchgen's registry, "
+                         "which cannot tell whether it takes an aspect ratio: send one as "
+                         "written with a param.aspect_ratio column, or leave this one empty")
         return None
     if not text:
         return defaults.aspect_ratio
@@ -54,7 +67,7 @@ def variants(value: Any, default: int, problems: Problems, location: str,
     text = "" if value is None else str(value).strip()
     if not text:
         return default
-    if text.isdigit() and 1 <= int(text) <= MAX_VARIANTS:
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_VARIANTS:
         return int(text)
     problems.add(location, column, f"must be a whole number from 1 to {MAX_VARIANTS}, "
                  f"not {text!r}")

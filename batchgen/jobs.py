@@ -28,7 +28,7 @@ from . import cells
 from .config import DEFAULT_ASPECT_RATIO, MODEL
 from .errors import JobFileError
 from .jobindex import JobIndex
-from .models import canonical_ratio
+from .models import MODELS, canonical_ratio
 from .money import PRICE_MICRO
 from .params import Defaults, Sending, fingerprint
 from .readers import Problems, Rows, check_path, normalize_column, open_rows
@@ -38,8 +38,9 @@ __all__ = ["Job", "JobFile", "canonical_ratio", "content_id", "fingerprint", "lo
 # `variants`, not `count`: a column named Count is common in product sheets (stock
 # counts) and must never multiply what a run spends.
 RESERVED_COLUMNS = ("prompt", "aspect_ratio", "id", "model", "variants")
-# A content id: 16 hex digits of fingerprint, and the occurrence from the 2nd copy on.
-_CONTENT_ID = re.compile(r"([0-9a-f]{16})(?:-(\d+))?")
+# A content id: 16 hex digits of fingerprint, the occurrence from the 2nd copy on, and
+# the variant from the 2nd on.
+_CONTENT_ID = re.compile(r"([0-9a-f]{16})(?:-\d+)?(?:-v\d+)?")
 
 _NO_METADATA: dict[str, Any] = {}  # shared by every job without metadata: never mutated
 
@@ -236,7 +237,8 @@ def _validate(source: Rows, header: dict[str, str] | None, defaults: Defaults,
             known = problems.count
             prompt = cells.prompt(row.get(roles.prompt), problems, location, roles.prompt)
             user_id = cells.user_id(row.get(roles.id), problems, location, roles.id)
-            slug = cells.text_cell(row.get(roles.model)) or defaults.model
+            slug = cells.model(row.get(roles.model), defaults.model, problems, location,
+                               roles.model) or defaults.model
             sending = sendings.get(slug)
             if sending is None:
                 sending = sendings[slug] = Sending(slug, defaults, problems)
@@ -260,9 +262,9 @@ def _validate(source: Rows, header: dict[str, str] | None, defaults: Defaults,
             if price is None:
                 if slug not in unpriced:
                     unpriced.add(slug)
-                    problems.add(None, "model", f"{slug!r} is not in batchgen's registry, so "
-                                 "its price is unknown: say what one request costs with "
-                                 "--price", order=0)
+                    problems.add(None, "model", f"{slug!r} is not in batchgen's registry "
+                                 f"({', '.join(MODELS)}), so its price is unknown: say what "
+                                 "one request costs with --price", order=0)
                     facts.file_problems = True
                 continue
             extra = {k: v for k, v in params.items() if k != "aspect_ratio"}
@@ -298,7 +300,7 @@ def _validate(source: Rows, header: dict[str, str] | None, defaults: Defaults,
     index.seal()
     skip = _duplicates(user_keys, refused, index, problems)
     if seen and (user_keys or refused):
-        skip |= _clashes(seen, copies, index, problems)
+        skip |= _clashes(seen, index, problems)
     if skip and skip_invalid:
         index.skip |= skip
         facts.count -= len(skip)
@@ -352,16 +354,14 @@ def _is_content_id(job: Job) -> bool:
     return job.id == job.fp or job.id.startswith(job.fp + "-")
 
 
-def _clashes(seen: set[int], copies: dict[int, int], index: JobIndex,
-             problems: Problems) -> set[str]:
+def _clashes(seen: set[int], index: JobIndex, problems: Problems) -> set[str]:
     """A user id that equals another row's content id (e.g. copied from an old
     results.csv) would make two jobs share one image; name both rows. Returns the
     content-id rows."""
     suspects = set()
     for job in index:  # only user ids shaped like a content id of this file can clash
         match = None if _is_content_id(job) else _CONTENT_ID.fullmatch(job.id)
-        if match and int(match[1], 16) in seen and int(match[2] or 1) <= copies.get(
-                int(match[1], 16), 1):
+        if match and int(match[1], 16) in seen:
             suspects.add(job.id)
     if not suspects:
         return set()
@@ -373,7 +373,7 @@ def _clashes(seen: set[int], copies: dict[int, int], index: JobIndex,
     for job_id, jobs in rows.items():
         users = [j for j in jobs if not _is_content_id(j)]
         for job in jobs:
-            if job is not users[0]:
+            if _is_content_id(job):  # two user ids alike are `_duplicates`' to name
                 problems.add(job.source, "id", f"{job_id!r} is used twice: {users[0].source} "
                              f"(its id column) and {job.source} (its content id)",
                              order=sys.maxsize)

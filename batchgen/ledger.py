@@ -5,10 +5,12 @@ Each job in flight has an `Account` that knows the job's price (models differ).
 Before any request that may be billed, the job reserves that price; a billed answer
 turns the reservation into money spent (`charge`, once per answer key: a v1
 attempt, a v2 request id), at the figure the API reported when it said one
-(`x-credits-consumed`), else at the price. A job that ends without a charge gives
-its reservation back, and a job that does not fit the cap waits while others in
-flight may still give money back: `--max-cost 0.057` buys 3 Luma images whenever 3
-jobs can succeed.
+(`x-credits-consumed`), else at the price. The cap counts each answer at no less
+than its price, so an API that reports less (or nothing, or zero) cannot let a run
+past `--max-cost`; one that reports more raises the price reserved for that model's
+next requests. A job that ends without a charge gives its reservation back, and a
+job that does not fit the cap waits while others in flight may still give money
+back: `--max-cost 0.057` buys 3 Luma images whenever 3 jobs can succeed.
 
     ledger = Ledger(cap_micro=57_000)
     if await ledger.reserve(account, stop):   # False: the cap is reached
@@ -28,6 +30,7 @@ class Account:
     """One job's money in this run."""
 
     price: int  # micro-dollars one of its requests costs, as far as anyone can tell
+    model: str = ""  # whose answers teach the ledger what its requests really cost
     held: bool = False  # a price is reserved for its next billable request
     cost: int = 0  # billed and not yet written on one of its manifest lines
     keys: dict[str, int] = field(default_factory=dict)  # answers counted, and their amounts
@@ -44,13 +47,16 @@ class Ledger:
 
     def __init__(self, cap_micro: int | None):
         self.cap = cap_micro
-        self.spent = 0
+        self.spent = 0  # what the answers cost: the manifest's money
+        self.counted = 0  # what the cap counts: each answer at no less than its price
         self.reserved = 0
+        self.learned: dict[str, int] = {}  # model → the most one request was reported to cost
         self.uncertain = 0  # requests that got no answer: maybe billed, kept aside
         self._waiters: list[asyncio.Future] = []
 
     def fits(self, price: int) -> bool:
-        return self.cap is None or self.spent + self.uncertain + self.reserved + price <= self.cap
+        return self.cap is None or (
+            self.counted + self.uncertain + self.reserved + price <= self.cap)
 
     async def reserve(self, account: Account, stop: asyncio.Event) -> bool:
         """Set the account's price aside for its next billable request. Waits while
@@ -58,6 +64,7 @@ class Ledger:
         make it fit (the cap is reached) or when `stop` is set."""
         if account.held:
             return True
+        account.price = max(account.price, self.learned.get(account.model, 0))
         while not stop.is_set():
             if self.fits(account.price):
                 self.reserved += account.price
@@ -77,18 +84,24 @@ class Ledger:
     def charge(self, account: Account, key: str, reported: int | None = None) -> bool:
         """Count a billed answer once, at `reported` micro-dollars when the API said
         what it cost (a later report for the same answer corrects the figure); False
-        if `key` was counted before and nothing changed."""
+        if `key` was counted before and nothing changed. A negative report is no report."""
+        if reported is not None and reported < 0:
+            reported = None
         amount = account.price if reported is None else reported
-        if key in account.keys:
-            if reported is None or account.keys[key] == reported:
+        before = account.keys.get(key)
+        if before is not None:
+            if reported is None or before == reported:
                 return False
-            amount -= account.keys[key]  # the API's own figure, once it says it
         else:
             self._release_held(account)
-        account.keys[key] = account.keys.get(key, 0) + amount
+        if amount > account.price:
+            self.learned[account.model] = max(self.learned.get(account.model, 0), amount)
+        account.keys[key] = amount
         account.reported = reported is not None
-        self.spent += amount
-        account.cost += amount
+        self.spent += amount - (before or 0)
+        self.counted += max(amount, account.price) - (
+            0 if before is None else max(before, account.price))
+        account.cost += amount - (before or 0)
         self._changed()
         return True
 

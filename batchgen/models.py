@@ -45,6 +45,7 @@ forwards `**params` as they are, and the simulator ignores unknown ones (see REA
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -54,8 +55,8 @@ from typing import Any
 
 from .config import ASPECT_RATIOS, MODEL
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "Model", "Param", "canonical_ratio", "model",
-           "parse_value", "price_of", "samples_of", "v1_path"]
+__all__ = ["DEFAULT_MODEL", "MODELS", "Model", "Param", "canonical_ratio", "canonical_slug",
+           "model", "parse_value", "price_of", "samples_of", "v1_path"]
 
 DEFAULT_MODEL = MODEL
 KINDS = ("str", "int", "float", "bool", "enum")
@@ -64,6 +65,7 @@ _READ = "read 2026-12-01 through the search tool's stored copy"
 _RATIO_SPELLING = re.compile(r"^\s*(\d{1,2})\s*[:xX×/]\s*(\d{1,2})(?::00)?\s*$")
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # no '/', '?', '#', '..' first
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
@@ -253,35 +255,54 @@ def samples_of(model: Model | None, params: Mapping[str, Any] | None = None) -> 
     return max(1, param.parse(value) if param is not None else int(value))
 
 
-def price_of(model: Model, params: Mapping[str, Any] | None = None) -> int | None:
-    """Micro-dollars for one request with these parameters (None: price undocumented)."""
-    if model.price_micro is None:
+def price_of(model: Model, params: Mapping[str, Any] | None = None,
+             per_image: int | None = None) -> int | None:
+    """Micro-dollars for one request with these parameters, at `per_image` (--price)
+    or the documented price (None: neither is known)."""
+    price = model.price_micro if per_image is None else per_image
+    if price is None:
         return None
-    return model.price_micro * (samples_of(model, params) if model.price_per_sample else 1)
+    return price * (samples_of(model, params) if model.price_per_sample else 1)
 
 
 def parse_value(text: Any) -> Any:
     """A `--param NAME=VALUE` or `param.<name>` cell for a parameter batchgen has no
     type for: true/false, whole and decimal numbers, JSON objects and lists are parsed;
     everything else (including JSON that does not parse) stays text. Non-text values
-    (from YAML or JSON job files) are returned as they are."""
-    if not isinstance(text, str):
-        return text
-    stripped = text.strip()
-    if stripped.lower() in ("true", "false"):
-        return stripped.lower() == "true"
-    if _INT_TEXT.match(stripped):
-        return int(stripped)
-    if _FLOAT_TEXT.match(stripped):
-        return float(stripped)
-    if stripped[:1] in ("{", "["):
+    (from YAML or JSON job files) are kept as they are. ValueError for a number JSON
+    cannot carry (1e400, NaN), which no request could send."""
+    value = text
+    if isinstance(text, str):
+        stripped = text.strip()
+        if stripped.lower() in ("true", "false"):
+            return stripped.lower() == "true"
+        if _INT_TEXT.match(stripped):
+            return int(stripped)
+        if _FLOAT_TEXT.match(stripped):
+            value = float(stripped)
+        elif stripped[:1] in ("{", "["):
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(stripped)
+                value = parsed if isinstance(parsed, (dict, list)) else text
+    if value is not text or not isinstance(text, (str, bool, int)):
         try:
-            parsed = json.loads(stripped)
+            json.dumps(value, allow_nan=False)
         except ValueError:
-            return text
-        if isinstance(parsed, (dict, list)):
-            return parsed
-    return text
+            raise ValueError(f"{text!r} holds a number JSON cannot carry (infinite or "
+                             "NaN)") from None
+        except TypeError:  # not JSON at all (cannot come from a job file)
+            raise ValueError(f"{text!r} cannot be sent as JSON") from None
+    return value
+
+
+def canonical_slug(text: str) -> str | None:
+    """A model cell or --model as batchgen sends it: a registry slug whatever its case
+    ('Flux-Schnell'), else the text if it can be a slug (it goes into the URL's path),
+    else None."""
+    slug = text.strip()
+    if slug.lower() in MODELS:
+        return slug.lower()
+    return slug if _SLUG.fullmatch(slug) else None
 
 
 def model(slug: str) -> Model | None:

@@ -34,7 +34,7 @@ class Ticket:
     account: Account = field(init=False)
 
     def __post_init__(self) -> None:
-        self.account = Account(self.job.price)
+        self.account = Account(self.job.price, self.job.model)
 
     @property
     def started(self) -> bool:

@@ -60,29 +60,46 @@ class Sending:
     def __init__(self, slug: str, defaults: Defaults, problems: Problems):
         self.slug = slug
         self.model: Model | None = models.model(slug)
-        self.price = defaults.price_micro
-        if self.price is None and self.model is not None:
-            self.price = self.model.price_micro
+        self.per_image = defaults.price_micro  # --price, else the registry's
         self.ratio = self.model.param(RATIO) if self.model else None
         self.params: dict[str, Any] = {}  # from --param
-        for name, text in defaults.params.items():
-            param = self.model.param(name) if self.model else None
+        for given, text in defaults.params.items():
+            name, param, refused = self._name(given, "--aspect-ratio")
+            place = f"--param {given}"
+            if refused:
+                problems.add(None, place, refused)
+                continue
             try:
                 self.params[name] = param.parse(text) if param else parse_value(text)
             except ValueError as exc:
-                problems.add(None, f"--param {name}", f"{exc} (for {slug})")
+                problems.add(None, place, f"{exc} (for {slug})")
         self._columns: dict[tuple[str, ...], list[tuple[str, str, Any]]] = {}
 
+    def _name(self, given: str, ratio_hint: str) -> tuple[str, Any, str | None]:
+        """A parameter name as written in `param.<name>` or `--param` → (the name sent,
+        its registry Param or None, why it cannot be sent or None). A registry
+        parameter is matched ignoring case and checked like its own column."""
+        param = self.model.param(normalize_column(given)) if self.model else None
+        name = param.name if param else given
+        if normalize_column(given) == "prompt":
+            return name, None, "the prompt is the prompt column's; a parameter cannot replace it"
+        if param is not None and param is self.ratio:
+            return name, None, f"{self.slug}'s aspect ratio is checked: use {ratio_hint}"
+        return name, param, None
+
     def columns(self, names: tuple[str, ...]) -> list[tuple[str, str, Any]]:
-        """(column, parameter name, Param or None) for the columns of a row that are
-        sent: the model's own parameters (but the ratio, read apart) and param.<name>."""
+        """(column, parameter name, Param, or None to send as given, or a str saying why
+        it cannot be sent) for the columns of a row that are parameters: the model's
+        own (but the ratio, read apart) and param.<name>."""
         found = self._columns.get(names)
         if found is None:
             found = []
             for column in names:
                 key = normalize_column(column)
                 if key.startswith(PARAM_PREFIX) and len(key) > len(PARAM_PREFIX):
-                    found.append((column, str(column).strip()[len(PARAM_PREFIX):], None))
+                    name, param, refused = self._name(
+                        str(column).strip()[len(PARAM_PREFIX):], "the aspect_ratio column")
+                    found.append((column, name, refused or param))
                 elif self.model is not None and key != RATIO and self.model.param(key):
                     found.append((column, key, self.model.param(key)))
             if len(self._columns) < 1000:
@@ -97,10 +114,19 @@ class Sending:
         params = dict(self.params)
         if ratio is not None:
             params[RATIO] = ratio
+        given: dict[str, str] = {}  # parameter → the column that set it
         for column, name, param in self.columns(names):
             value = row.get(column)
             if value is None or (isinstance(value, str) and not value.strip()):
                 continue  # empty: the API's default
+            if isinstance(param, str):
+                problems.add(location, column, param)
+                continue
+            if name in given:
+                problems.add(location, column, f"sets {name} again (so does {given[name]!r}): "
+                             "keep one of the two columns")
+                continue
+            given[name] = column
             try:
                 params[name] = param.parse(value) if param else parse_value(value)
             except ValueError as exc:
@@ -114,7 +140,8 @@ class Sending:
         return canonical_ratio(text, choices) if choices else canonical_ratio(text)
 
     def cost(self, params: Mapping[str, Any]) -> int | None:
-        """Micro-dollars for one request of a job with these parameters."""
-        if self.model is not None and self.price == self.model.price_micro:
-            return price_of(self.model, params)
-        return self.price
+        """Micro-dollars for one request of a job with these parameters: --price or the
+        registry's price per image, times the images asked for where each is billed."""
+        if self.model is None:
+            return self.per_image
+        return price_of(self.model, params, self.per_image)

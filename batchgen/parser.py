@@ -179,7 +179,28 @@ def assignment(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
         _bad(text, "NAME=VALUE, e.g. seed=42")
+    _unicode(text)
     return name.strip(), value
+
+
+def model_slug(text: str) -> str:
+    """A --model: a registry slug in any case, or what can be a slug in a URL."""
+    from .models import canonical_slug
+
+    _unicode(text)
+    slug = canonical_slug(text)
+    if slug is None:
+        _bad(text, "a model slug: letters, digits, '.', '-' and '_', e.g. flux-schnell")
+    return slug
+
+
+def _unicode(text: str) -> None:
+    """Bytes on the command line that are not UTF-8 arrive as lone surrogates; they
+    could be neither sent nor recorded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        _bad(text, "valid UTF-8 text")
 
 
 def words(valid: Callable[[str], bool], allowed: str, *,

@@ -260,7 +260,7 @@ class Simulator:
         headers = {
             **self.account.headers(),
             "x-request-id": request_id,
-            "x-credits-consumed": dollars(record.price_micro),
+            "x-credits-consumed": self.config.credits_consumed or dollars(record.price_micro),
             "x-generation-time": f"{record.latency:.3f}",
         }
         # Every answer from here on is a billed 200, whatever its body.

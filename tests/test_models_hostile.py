@@ -1,0 +1,107 @@
+"""What an adversarial review of issue 15 broke, as a careless user and a hostile API
+would: each test is one of its findings, run through the CLI against the simulator."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import FAST, events
+
+BAD_FILES = [  # (file name, content, extra options, what the error says)
+    ("ids.csv", "id,prompt,variants\n,a red fox,2\nf6785e6b2287885e-v2,a blue whale,1\n", (),
+     "row 2, id: 'f6785e6b2287885e-v2' is used twice: row 3 (its id column)"),
+    ("sup.csv", "prompt,variants\nfox,²\n", (), "row 2, variants: must be a whole number"),
+    ("surrogate.jsonl", '{"prompt": "fox", "model": "\\ud800"}\n', (),
+     "line 1, model: '\\ud800' is not a model slug"),
+    ("number.jsonl", '{"prompt": "fox", "model": 123}\n', (), "line 1, model: 123 is not"),
+    ("path.csv", "prompt,model\nfox,../../etc\n", ("--price", "0.01"),
+     "row 2, model: '../../etc' is not a model slug"),
+    ("samples.csv", "prompt,param.samples\nfox,abc\n", ("--model", "ssd-1b"),
+     "row 2, param.samples: must be a whole number from 1 to 4, not 'abc'"),
+    ("twice.csv", "prompt,seed,param.seed\nfox,5,abc\n", ("--model", "ssd-1b"),
+     "row 2, param.seed: sets seed again (so does 'seed')"),
+    ("prompt.csv", "prompt,param.prompt\nfox,evil\n", (),
+     "row 2, param.prompt: the prompt is the prompt column's"),
+    ("ratio.csv", "prompt,param.aspect_ratio\nfox,7:3\n", (),
+     "row 2, param.aspect_ratio: luma-photon-txt-2-img's aspect ratio is checked"),
+    ("unknown.csv", "prompt,model,aspect_ratio\nfox,my-model,16:9\n", ("--price", "0.01"),
+     "row 2, aspect_ratio: my-model is not in batchgen's registry"),
+    ("evil.csv", "prompt\nfox\n", ("--param", "prompt=evil"),
+     "--param prompt: the prompt is the prompt column's"),
+    ("inf.csv", "prompt\nfox\n", ("--param", "foo=1e400"),
+     "--param foo: '1e400' holds a number JSON cannot carry"),
+    ("nan.jsonl", '{"prompt": "fox", "param.foo": NaN}\n', (),
+     "line 1, param.foo: nan holds a number JSON cannot carry"),
+    ("price.csv", "prompt,model\nfox,my-model\n", (),
+     "'my-model' is not in batchgen's registry (luma-photon-txt-2-img, flux-schnell"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "options", "says"), BAD_FILES,
+                         ids=[case[0] for case in BAD_FILES])
+def test_what_cannot_be_sent_as_meant_is_a_named_error_and_costs_nothing(
+        tmp_path, sim, cli, name, content, options, says):
+    jobs = tmp_path / name
+    jobs.write_text(content, encoding="utf-8")
+    result = cli("run", jobs, "--out", tmp_path / "out", "--base-url", sim.base_url, *FAST,
+                 *options)
+    assert result.code == 2, result.err
+    assert says in result.err
+    assert "Traceback" not in result.err
+    assert sim.records == []
+
+
+def test_a_registry_slug_in_another_case_and_a_parameter_name_in_another_case_are_the_registrys(
+        tmp_path, sim, cli):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("prompt,model,Steps\nfox,Flux-Schnell,3\n", encoding="utf-8")
+    result = cli("run", jobs, "--out", tmp_path / "out", "--base-url", sim.base_url, *FAST,
+                 "--param", "Seed=4")
+    assert result.code == 0, result.err
+    (record,) = sim.generation_records()
+    assert record.model == "flux-schnell"
+    assert record.params == {"prompt": "fox", "steps": 3, "seed": 4}
+
+
+def billed_micro(sim) -> int:
+    return round(sim.stats()["spent"] * 1_000_000)
+
+
+def test_price_is_per_image_so_samples_multiply_it_under_max_cost(tmp_path, sim, cli):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("prompt\n" + "".join(f"castle {n}\n" for n in range(6)), encoding="utf-8")
+    estimate = cli("validate", jobs, "--model", "flux-schnell", "--param", "samples=4",
+                   "--price", "0.01")
+    assert "6 x $0.04 = $0.24" in estimate.out
+    result = cli("run", jobs, "--out", tmp_path / "out", "--base-url", sim.base_url, *FAST,
+                 "--model", "flux-schnell", "--param", "samples=4", "--price", "0.01",
+                 "--max-cost", "0.05")
+    assert result.code == 4, result.err
+    assert sim.charged == 1 and billed_micro(sim) == 32_000  # 4 images at $0.008
+
+
+@pytest.mark.parametrize("says", ["0.000", "-0.5"])
+def test_an_api_reporting_no_cost_cannot_spend_past_the_cap(tmp_path, start_simulator, cli,
+                                                            says):
+    sim = start_simulator(credits_consumed=says)
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("prompt\n" + "".join(f"fox {n}\n" for n in range(20)), encoding="utf-8")
+    out = tmp_path / "out"
+    result = cli("run", jobs, "--out", out, "--base-url", sim.base_url, *FAST,
+                 "--max-cost", "0.05")
+    assert result.code == 4, result.err
+    assert sim.charged == 2  # each answer counts at no less than the price: 2 × $0.019
+    recorded = [line["cost"] for line in events(out, "succeeded")]
+    assert recorded == ([0.0, 0.0] if says == "0.000" else [0.019, 0.019])
+    assert {line["cost_basis"] for line in events(out, "succeeded")} == (
+        {"reported"} if says == "0.000" else {"price"})
+
+
+def test_an_answer_that_costs_more_than_the_price_raises_what_the_next_request_reserves(
+        tmp_path, sim, cli):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("prompt\n" + "".join(f"fox {n}\n" for n in range(10)), encoding="utf-8")
+    result = cli("run", jobs, "--out", tmp_path / "out", "--base-url", sim.base_url, *FAST,
+                 "--price", "0.001", "--max-cost", "0.05", "--concurrency", "1")
+    assert result.code == 4, result.err
+    assert sim.charged == 2 and billed_micro(sim) == 38_000  # $0.019 each, as reported
