@@ -28,7 +28,8 @@ from . import cells
 from .config import DEFAULT_ASPECT_RATIO, MODEL
 from .errors import JobFileError
 from .jobindex import JobIndex
-from .models import MODELS, canonical_ratio
+from .models import MODELS, canonical_ratio, samples_of
+from .models import model as model_of
 from .money import PRICE_MICRO
 from .params import Defaults, Sending, fingerprint
 from .readers import Problems, Rows, check_path, normalize_column, open_rows
@@ -63,6 +64,10 @@ class Job:
     def body(self) -> dict[str, Any]:
         """The JSON sent for it."""
         return {"prompt": self.prompt, **self.params}
+
+    def images(self) -> int:
+        """How many images one answer for it holds (the model's `samples`)."""
+        return samples_of(model_of(self.model), self.params)
 
 
 @dataclass(frozen=True, eq=False)

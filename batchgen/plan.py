@@ -55,7 +55,7 @@ class Plan:
         for chunk in self.jobs.chunks():
             records = get_many([job.id for job in chunk])
             for job, record in zip(chunk, records, strict=True):
-                yield job, job_state(job.id, job.fp, record, store)
+                yield job, job_state(job, record, store)
 
     def _survey(self, shard: tuple[int, int] | None, limit: int | None,
                 retry_failed: bool) -> None:
@@ -87,8 +87,7 @@ class Plan:
                 records = self.history.jobs.get_many([job.id for job in chunk])
                 for offset, (job, record) in enumerate(zip(chunk, records, strict=True)):
                     if self.codes[position + offset] & RUN:
-                        yield position + offset, job, job_state(job.id, job.fp, record,
-                                                                self.store)
+                        yield position + offset, job, job_state(job, record, self.store)
             position = end
 
     def settle(self, position: int, state: str) -> None:

@@ -32,7 +32,7 @@ def job_rows(jobs: Iterable[Job], history: Replay, store: ImageStore) -> Iterato
     cost_micro, attempts, error, metadata, reason and retryable. A generator: the
     reports walk it several times rather than hold a million dicts."""
     for job, record in _with_records(jobs, history):
-        state = job_state(job.id, job.fp, record, store)
+        state = job_state(job, record, store)
         error = ""
         if state.state == FAILED:
             error = record.error if record else ""

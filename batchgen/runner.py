@@ -188,13 +188,17 @@ def _adopt(manifest: ManifestWriter, store: ImageStore, plan: Plan) -> None:
     Their cost stays with the crashed run, which never recorded it: nothing is
     counted that this run did not see billed."""
     for position, job, state in plan.found:
-        data = store.read(state.found)
-        log.warning("%s: found its image %s from an interrupted run; keeping it",
-                    job.id, state.found)
+        first, *extra = state.found
+        data = store.read(first)
+        log.warning("%s: found its image%s %s from an interrupted run; keeping %s", job.id,
+                    "s" if extra else "", ", ".join(state.found), "them" if extra else "it")
+        sizes = [len(data), *(store.size(file) for file in extra)]
         manifest.write(Succeeded(
             job_id=job.id, fp=job.fp, prompt=job.prompt, aspect_ratio=job.aspect_ratio,
-            metadata=job.metadata, file=state.found, bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(), recovered=True,
+            model=job.model, params=job.params, metadata=job.metadata, file=first,
+            bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+            files=list(state.found) if extra else None, sizes=sizes if extra else None,
+            recovered=True,
         ))
         plan.settle(position, DONE)
 

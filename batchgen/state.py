@@ -9,10 +9,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .errors import StopReason
 from .records import JobRecord
 from .store import ImageStore, is_complete_image
+
+if TYPE_CHECKING:
+    from .jobs import Job
 
 DONE, FAILED, PENDING = "done", "failed", "pending"
 STATES = (DONE, FAILED, PENDING)
@@ -34,7 +38,7 @@ class JobState:
     reason: str = ""  # pending: a PENDING_REASONS key; failed: retryable | permanent
     request_id: str | None = None  # v2: collect this request instead of submitting again
     request_billed: bool = False  # its completion was already counted
-    found: str | None = None  # an image on disk that a crash left without its line
+    found: tuple[str, ...] = ()  # the images on disk a crash left without their line
 
     @property
     def retryable(self) -> bool:
@@ -51,8 +55,8 @@ _EDITED = JobState(PENDING, "edited")
 _MISSING = JobState(PENDING, "image_missing")
 
 
-def job_state(job_id: str, fp: str, record: JobRecord | None, store: ImageStore) -> JobState:
-    """The state of the job `job_id` whose current content has fingerprint `fp`.
+def job_state(job: Job, record: JobRecord | None, store: ImageStore) -> JobState:
+    """The state of a job, whose current content has the fingerprint `job.fp`.
 
     Done means a complete image of the current content is on disk: the latest line
     is a success for this fingerprint and the file has the size that line recorded.
@@ -63,7 +67,7 @@ def job_state(job_id: str, fp: str, record: JobRecord | None, store: ImageStore)
     """
     if record is None:
         return _NEVER_TRIED
-    if record.fp is not None and record.fp != fp:
+    if record.fp is not None and record.fp != job.fp:
         return _EDITED
     if record.kind == "succeeded":
         if record.files and record.sizes and len(record.files) == len(record.sizes):
@@ -73,7 +77,7 @@ def job_state(job_id: str, fp: str, record: JobRecord | None, store: ImageStore)
             size = store.size(record.file) if record.file else None
             complete = size == record.bytes if record.bytes is not None else bool(size)
         return _DONE if complete else _MISSING
-    found = _found(job_id, record, store)
+    found = _found(job, record, store)
     if found:
         return JobState(PENDING, "found", found=found)
     billed = record.request_status == "COMPLETED"
@@ -84,20 +88,24 @@ def job_state(job_id: str, fp: str, record: JobRecord | None, store: ImageStore)
     return JobState(PENDING, reason, record.request_id, billed)
 
 
-def _found(job_id: str, record: JobRecord, store: ImageStore) -> str | None:
-    """An image on disk that the latest line's generation wrote: written after that
-    line (an older image, or one a different row's content left, is older), complete,
-    and not the image of an earlier success."""
-    file = store.find(job_id)
-    if file is None or not _after(store.mtime(file), record.ts):
-        return None
-    try:
-        data = store.read(file)
-    except OSError:
-        return None
-    if not is_complete_image(data) or hashlib.sha256(data).hexdigest()[:16] == record.sha16:
-        return None
-    return file
+def _found(job: Job, record: JobRecord, store: ImageStore) -> tuple[str, ...]:
+    """The images on disk that the latest line's generation wrote: every image of its
+    answer (one, or the model's `samples`) written after that line (an older image, or
+    one a different row's content left, is older), complete, the first not the image
+    of an earlier success. A partial set is not found: its answer is fetched again
+    (v2) or generated again, never kept short of images that were paid for."""
+    files = tuple(store.find(job.id, n) for n in range(1, job.images() + 1))
+    for n, file in enumerate(files, start=1):
+        if file is None or not _after(store.mtime(file), record.ts):
+            return ()
+        try:
+            data = store.read(file)
+        except OSError:
+            return ()
+        if not is_complete_image(data) or (
+                n == 1 and hashlib.sha256(data).hexdigest()[:16] == record.sha16):
+            return ()
+    return files  # type: ignore[return-value]
 
 
 def _after(mtime: float | None, ts: str) -> bool:

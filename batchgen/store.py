@@ -90,9 +90,10 @@ class ImageStore:
         except (OSError, ValueError):
             return None
 
-    def find(self, job_id: str) -> str | None:
-        """The image a job's name points at, whatever its type, if there is one."""
-        stem = safe_stem(job_id)
+    def find(self, job_id: str, n: int = 1) -> str | None:
+        """The `n`th image of a job's answer (see `write_all`), whatever its type, if
+        there is one."""
+        stem = self._stem(job_id if n == 1 else (job_id, n))
         for ext in EXTENSIONS:
             file = f"{IMAGES_DIR}/{stem}.{ext}"
             if self.size(file) is not None:
@@ -120,10 +121,14 @@ class ImageStore:
         return [self.write(job_id if n == 1 else (job_id, n), ext, data)
                 for n, (data, ext) in enumerate(images, start=1)]
 
+    @staticmethod
+    def _stem(job_id: str | tuple[str, int]) -> str:
+        return safe_stem(job_id) if isinstance(job_id, str) else \
+            f"{safe_stem(job_id[0])}~{job_id[1]}"
+
     def write(self, job_id: str | tuple[str, int], extension: str, data: bytes) -> str:
         """Write atomically, replacing an image of another type; return the path."""
-        stem = safe_stem(job_id) if isinstance(job_id, str) else \
-            f"{safe_stem(job_id[0])}~{job_id[1]}"
+        stem = self._stem(job_id)
         name = f"{stem}.{extension}"
         temp = self.path / f".{name}.{os.getpid()}.tmp"
         with open(temp, "wb") as fh:

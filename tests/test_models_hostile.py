@@ -105,3 +105,35 @@ def test_an_answer_that_costs_more_than_the_price_raises_what_the_next_request_r
                  "--price", "0.001", "--max-cost", "0.05", "--concurrency", "1")
     assert result.code == 4, result.err
     assert sim.charged == 2 and billed_micro(sim) == 38_000  # $0.019 each, as reported
+
+
+def crash_before_the_success_line(out, keep: int) -> None:
+    """What a crash while saving a 3-image answer leaves: the first `keep` images on
+    disk, and no `succeeded` line."""
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_text(encoding="utf-8").splitlines(keepends=True)
+    manifest.write_text("".join(line for line in lines if '"succeeded"' not in line),
+                        encoding="utf-8")
+    for file in sorted((out / "images").iterdir())[keep:]:
+        file.unlink()
+
+
+@pytest.mark.parametrize("keep", [1, 3])
+def test_a_crash_while_saving_several_images_never_keeps_the_job_short_of_one(
+        tmp_path, sim, cli, keep):
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("three candidates\n", encoding="utf-8")
+    out = tmp_path / "out"
+    options = ("--model", "flux-schnell", "--param", "samples=3", "--api", "v2",
+               "--poll-interval", "0.02")
+    run = ("run", jobs, "--out", out, "--base-url", sim.base_url, *FAST, *options)
+    assert cli(*run).code == 0
+    crash_before_the_success_line(out, keep)
+
+    assert cli(*run).code == 0
+    assert sim.charged == 1  # collected (v2) or kept, never bought again
+    (done,) = events(out, "succeeded")
+    assert done["files"] == ["images/" + name for name in sorted(
+        p.name for p in (out / "images").iterdir())] and len(done["files"]) == 3
+    assert done.get("recovered", False) == (keep == 3)
+    assert len(done["sizes"]) == 3
