@@ -27,7 +27,7 @@ from .records import COLUMNS, Records
 log = logging.getLogger("batchgen")
 
 CHECKPOINT_NAME = ".manifest.checkpoint.npz"
-VERSION = 1
+VERSION = 2
 _BLOCK = 1 << 20
 
 

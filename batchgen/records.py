@@ -30,11 +30,12 @@ from .store import EXTENSIONS, IMAGES_DIR, safe_stem
 KINDS = ("", "succeeded", "failed", "submitted", "pending")
 _KIND = {kind: code for code, kind in enumerate(KINDS)}
 COLUMNS = ("kind", "fp", "cost", "attempts", "size", "ext", "sha", "status", "retryable",
-           "reason", "image")
+           "reason", "image", "image_fp")
 _TYPES = {"kind": "B", "fp": "Q", "cost": "q", "attempts": "L", "size": "q", "ext": "B",
-          "sha": "Q", "status": "h", "retryable": "B", "reason": "H", "image": "B"}
+          "sha": "Q", "status": "h", "retryable": "B", "reason": "H", "image": "B",
+          "image_fp": "Q"}
 LATEST = ("kind", "fp", "attempts", "status", "retryable", "reason")  # of the latest line
-IMAGE = ("size", "ext", "sha")  # of the latest success
+IMAGE = ("size", "ext", "sha", "image_fp")  # of the latest success
 OTHER_FILE = 255  # `ext` of an image whose name is not the usual one: see the side table
 _NOTHING: dict[str, Any] = {}
 
@@ -79,6 +80,7 @@ class JobRecord:
     ts: str = ""  # when the latest line was written (kept for jobs not done)
     files: list[str] | None = None  # every image of its last success, when it had several
     sizes: list[int] | None = None
+    image_fp: str | None = None  # the fingerprint of the content of its last success
 
 
 class Events:
@@ -103,7 +105,7 @@ class Events:
         if isinstance(event, Submitted):
             for name in ("cost", "attempts", "status", "retryable", "reason"):
                 c[name].append(0)
-            self._image(None)
+            self._image(None, 0)
             self._set(key, side, request_id=event.request_id, request_status=None, ts=event.ts)
             return
         c["cost"].append(event.cost)
@@ -113,12 +115,12 @@ class Events:
             c["retryable"].append(0)
             c["reason"].append(0)
             other = event.file != _usual_file(event.job_id, event.file)
-            self._image(event, other)
+            self._image(event, fp, other)
             self._set(key, side, request_id=None, request_status=None, ts=None,
                       file=event.file if other else None, files=event.files,
                       sizes=event.sizes if event.files else None)
             return
-        self._image(None)
+        self._image(None, 0)
         assert isinstance(event, (Failed, Pending))
         c["status"].append((event.status or 0) if isinstance(event, Failed) else 0)
         c["retryable"].append(isinstance(event, Failed) and bool(event.retryable))
@@ -127,12 +129,13 @@ class Events:
                   request_status=event.request_status if event.request_id else None,
                   ts=event.ts, **({"error": event.error} if isinstance(event, Failed) else {}))
 
-    def _image(self, event: Succeeded | None, other: bool = False) -> None:
+    def _image(self, event: Succeeded | None, fp: int, other: bool = False) -> None:
         c = self.columns
         if event is None:
-            for name in ("size", "ext", "sha", "image"):
+            for name in ("size", "ext", "sha", "image", "image_fp"):
                 c[name].append(-1 if name == "size" else 0)
             return
+        c["image_fp"].append(fp)
         c["size"].append(-1 if event.bytes is None else event.bytes)
         ext = event.file.rpartition(".")[2]
         c["ext"].append(OTHER_FILE if other or ext not in EXTENSIONS else EXTENSIONS.index(ext))
@@ -225,7 +228,7 @@ class Records:
 
     def _build(self, job_id: str, key: int, kind: int, fp: int, cost: int, attempts: int,
                size: int, ext: int, sha: int, status: int, retryable: int, reason: int,
-               image: int) -> JobRecord:
+               image: int, image_fp: int) -> JobRecord:
         side = self.side.get(key, _NOTHING)
         file = None
         if image:
@@ -237,7 +240,7 @@ class Records:
             f"{sha:016x}" if sha else None, side.get("error", ""), status or None,
             bool(retryable), self.reasons[reason], side.get("request_id"),
             side.get("request_status"), side.get("ts", ""), side.get("files"),
-            side.get("sizes"),
+            side.get("sizes"), fp_text(image_fp) if image else None,
         )
 
     def fold(self, events: Events) -> Records:

@@ -68,15 +68,12 @@ def job_state(job: Job, record: JobRecord | None, store: ImageStore) -> JobState
     if record is None:
         return _NEVER_TRIED
     if record.fp is not None and record.fp != job.fp:
+        # a row changed, or changed back: the last success may be of this very content
+        if record.image_fp == job.fp and _complete(record, store) and _unchanged(record, store):
+            return _DONE
         return _EDITED
     if record.kind == "succeeded":
-        if record.files and record.sizes and len(record.files) == len(record.sizes):
-            complete = all(store.size(file) == size
-                           for file, size in zip(record.files, record.sizes, strict=True))
-        else:
-            size = store.size(record.file) if record.file else None
-            complete = size == record.bytes if record.bytes is not None else bool(size)
-        return _DONE if complete else _MISSING
+        return _DONE if _complete(record, store) else _MISSING
     found = _found(job, record, store)
     if found:
         return JobState(PENDING, "found", found=found)
@@ -86,6 +83,26 @@ def job_state(job: Job, record: JobRecord | None, store: ImageStore) -> JobState
         return JobState(FAILED, kind, record.request_id, billed)
     reason = "submitted" if record.kind == "submitted" else record.reason or "interrupted"
     return JobState(PENDING, reason, record.request_id, billed)
+
+
+def _complete(record: JobRecord, store: ImageStore) -> bool:
+    """Whether every image of the last success is on disk at the size it recorded."""
+    if record.files and record.sizes and len(record.files) == len(record.sizes):
+        return all(store.size(file) == size
+                   for file, size in zip(record.files, record.sizes, strict=True))
+    size = store.size(record.file) if record.file else None
+    return size == record.bytes if record.bytes is not None else bool(size)
+
+
+def _unchanged(record: JobRecord, store: ImageStore) -> bool:
+    """Whether the last success's first image still has the bytes it recorded: a
+    generation of other content since may have replaced it before a crash kept it off
+    the record. Read only for a row changed back, so rarely."""
+    try:
+        data = store.read(record.file) if record.file else b""
+    except OSError:
+        return False
+    return record.sha16 is not None and hashlib.sha256(data).hexdigest()[:16] == record.sha16
 
 
 def _found(job: Job, record: JobRecord, store: ImageStore) -> tuple[str, ...]:

@@ -137,3 +137,24 @@ def test_a_crash_while_saving_several_images_never_keeps_the_job_short_of_one(
         p.name for p in (out / "images").iterdir())] and len(done["files"]) == 3
     assert done.get("recovered", False) == (keep == 3)
     assert len(done["sizes"]) == 3
+
+
+def test_a_parameter_changed_and_changed_back_buys_nothing_while_its_images_are_intact(
+        tmp_path, sim, start_simulator, cli):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("id,prompt\na,a fox\nb,a cat\nc,an owl\n", encoding="utf-8")
+    out = tmp_path / "out"
+
+    def run(server, seed: str) -> int:
+        return cli("run", jobs, "--out", out, "--base-url", server.base_url, *FAST,
+                   "--model", "ssd-1b", "--param", f"seed={seed}").code
+
+    assert run(sim, "1") == 0 and sim.charged == 3
+    broke = start_simulator(credits=0.0)  # a mistyped seed, and the account ran dry
+    assert run(broke, "2") == 3 and events(out, "pending")
+    image = out / "images" / "c.png"  # a crash replaced c's image, unrecorded
+    image.write_bytes(bytes(reversed(image.read_bytes())))
+
+    assert run(sim, "1") == 0
+    assert sim.charged == 4  # only c, whose image is no longer the one its line recorded
+    assert [line["job_id"] for line in events(out, "succeeded")][3:] == ["c"]
