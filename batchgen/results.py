@@ -34,11 +34,12 @@ def columns_of(jobs: Iterable[Job]) -> tuple[list[str], list[str]]:
 def results_frame(rows: Sequence[dict[str, Any]], params: Sequence[str],
                   meta: Sequence[str]) -> pd.DataFrame:
     """results.csv as a DataFrame: ours, then the parameters sent, then the metadata. A
-    metadata column named like one of the others (say `state`) is written as
-    `metadata.state` so neither hides the other."""
+    parameter or metadata column named like one before it (say `state`) is written as
+    `param.state` or `metadata.state`, so none hides another."""
     import pandas as pd  # here, not at the top: `batchgen --help` need not load it
 
-    taken = set(BASE_COLUMNS) | set(params)
+    sent = [f"param.{name}" if name in BASE_COLUMNS else name for name in params]
+    taken = set(BASE_COLUMNS) | set(sent)
     headers = [f"metadata.{name}" if name in taken else name for name in meta]
     records = [
         [csv_text(r["id"]), csv_text(r["prompt"]), r["aspect_ratio"], r["state"], r["file"],
@@ -47,7 +48,7 @@ def results_frame(rows: Sequence[dict[str, Any]], params: Sequence[str],
          *(csv_text(cell(r["metadata"].get(name))) for name in meta)]
         for r in rows
     ]
-    return pd.DataFrame(records, columns=BASE_COLUMNS + list(params) + headers, dtype=object)
+    return pd.DataFrame(records, columns=BASE_COLUMNS + sent + headers, dtype=object)
 
 
 def write_results(fh: TextIO, rows: Iterable[dict[str, Any]], params: Sequence[str],

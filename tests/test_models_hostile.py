@@ -3,6 +3,8 @@ would: each test is one of its findings, run through the CLI against the simulat
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from .conftest import FAST, events
@@ -158,3 +160,14 @@ def test_a_parameter_changed_and_changed_back_buys_nothing_while_its_images_are_
     assert run(sim, "1") == 0
     assert sim.charged == 4  # only c, whose image is no longer the one its line recorded
     assert [line["job_id"] for line in events(out, "succeeded")][3:] == ["c"]
+
+
+def test_a_parameter_named_like_a_results_column_gets_a_column_of_its_own(tmp_path, sim, cli):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("prompt,param.state,state\nfox,x,mine\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert cli("run", jobs, "--out", out, "--base-url", sim.base_url, *FAST,
+               "--model", "my-model", "--price", "0.01").code == 0
+    with open(out / "results.csv", encoding="utf-8") as fh:
+        (row,) = csv.DictReader(fh)
+    assert (row["state"], row["param.state"], row["metadata.state"]) == ("done", "x", "mine")
