@@ -262,8 +262,9 @@ def _model_options(group: argparse._ArgumentGroup) -> None:
                        help="jobs (images) per row for rows without a variants column "
                             "(default 1)")
     group.add_argument("--price", type=dollars(above_zero=True), metavar="USD",
-                       help="dollars per request instead of the registry's price; needed "
-                            "for a model batchgen does not know")
+                       help="dollars per image for every row instead of the registry's "
+                            "price (times samples where each image is billed); needed for "
+                            "a model batchgen does not know")
 
 
 def _run_options(run: Parser) -> None:
