@@ -272,7 +272,8 @@ def _validate(source: Rows, header: dict[str, str] | None, defaults: Defaults,
                                  "one request costs with --price", order=0)
                     facts.file_problems = True
                 continue
-            extra = {k: v for k, v in params.items() if k != "aspect_ratio"}
+            extra = {k: v for k, v in params.items() if k != "aspect_ratio"} \
+                if len(params) > (ratio is not None) else _NO_METADATA
             fp = fingerprint(slug, prompt, ratio or "", extra)
             if user_id:
                 job_id = user_id
@@ -284,7 +285,7 @@ def _validate(source: Rows, header: dict[str, str] | None, defaults: Defaults,
                 else:
                     seen.add(number)
                     job_id = fp
-            used = roles.reserved.union(c for c, _, _ in sending.columns(names)) \
+            used = sending.not_metadata(names, roles.reserved) \
                 if len(row) > roles.named else roles.reserved
             metadata = {k: v for k, v in row.items() if k not in used} \
                 if len(row) > roles.named else _NO_METADATA

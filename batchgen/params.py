@@ -62,6 +62,9 @@ class Sending:
         self.model: Model | None = models.model(slug)
         self.per_image = defaults.price_micro  # --price, else the registry's
         self.ratio = self.model.param(RATIO) if self.model else None
+        self._ratio_choices = tuple(c for c in self.ratio.choices if isinstance(c, str)) \
+            if self.ratio else ()
+        self._ratios: dict[str, str | None] = {}  # a ratio cell as written → canonical
         self.params: dict[str, Any] = {}  # from --param
         for given, text in defaults.params.items():
             name, param, refused = self._name(given, "--aspect-ratio")
@@ -74,6 +77,21 @@ class Sending:
             except ValueError as exc:
                 problems.add(None, place, f"{exc} (for {slug})")
         self._columns: dict[tuple[str, ...], list[tuple[str, str, Any]]] = {}
+        self._unsent: dict[tuple[str, ...], frozenset[str]] = {}
+        self._plain: dict[str | None, dict[str, Any]] = {}  # ratio → what a plain row sends
+        # the price of every request when no parameter can change it
+        self._flat = self.per_image if self.model is None else (
+            None if self.model.samples_param else price_of(self.model, {}, self.per_image))
+
+    def not_metadata(self, names: tuple[str, ...], reserved: set[str]) -> frozenset[str]:
+        """The columns of a row with these names that are not its metadata: batchgen's
+        own (`reserved`) and this model's parameters."""
+        found = self._unsent.get(names)
+        if found is None:
+            found = frozenset(reserved.union(c for c, _, _ in self.columns(names)))
+            if len(self._unsent) < 1000:
+                self._unsent[names] = found
+        return found
 
     def _name(self, given: str, ratio_hint: str) -> tuple[str, Any, str | None]:
         """A parameter name as written in `param.<name>` or `--param` → (the name sent,
@@ -110,12 +128,18 @@ class Sending:
              location: str, problems: Problems) -> dict[str, Any]:
         """The parameters a row sends (besides its prompt), typed; a problem for each
         value that is not allowed. `ratio` is the row's canonical aspect ratio, or None
-        when the row has none and the model takes none."""
-        params = dict(self.params)
-        if ratio is not None:
-            params[RATIO] = ratio
+        when the row has none and the model takes none. Rows that set nothing but
+        their ratio share one dict per ratio (never changed): a million plain rows then
+        cost no dict each, and their index chunks pickle it once."""
+        columns = self.columns(names)
+        if not columns:
+            plain = self._plain.get(ratio)
+            if plain is None:
+                plain = self._plain[ratio] = self._with_ratio(ratio)
+            return plain
+        params = self._with_ratio(ratio)
         given: dict[str, str] = {}  # parameter → the column that set it
-        for column, name, param in self.columns(names):
+        for column, name, param in columns:
             value = row.get(column)
             if value is None or (isinstance(value, str) and not value.strip()):
                 continue  # empty: the API's default
@@ -133,15 +157,28 @@ class Sending:
                 problems.add(location, column, str(exc))
         return params
 
+    def _with_ratio(self, ratio: str | None) -> dict[str, Any]:
+        params = dict(self.params)
+        if ratio is not None:
+            params[RATIO] = ratio
+        return params
+
     def ratio_of(self, text: str) -> str | None:
-        """A ratio cell's canonical form for this model, or None when not allowed."""
-        choices = tuple(c for c in self.ratio.choices if isinstance(c, str)) if self.ratio \
-            else ()
-        return canonical_ratio(text, choices) if choices else canonical_ratio(text)
+        """A ratio cell's canonical form for this model, or None when not allowed
+        (remembered: a million rows spell their ratio a handful of ways)."""
+        try:
+            return self._ratios[text]
+        except KeyError:
+            pass
+        choices = self._ratio_choices
+        ratio = canonical_ratio(text, choices) if choices else canonical_ratio(text)
+        if len(self._ratios) < 1000:
+            self._ratios[text] = ratio
+        return ratio
 
     def cost(self, params: Mapping[str, Any]) -> int | None:
         """Micro-dollars for one request of a job with these parameters: --price or the
         registry's price per image, times the images asked for where each is billed."""
-        if self.model is None:
-            return self.per_image
+        if self._flat is not None or self.model is None:
+            return self._flat
         return price_of(self.model, params, self.per_image)
