@@ -11,6 +11,7 @@ count as done, because its size differs from the `bytes` of its line (SPEC §8 S
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -46,6 +47,7 @@ def image_extension(data: bytes) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1 << 14)  # a job's name is asked for several times in a row
 def safe_stem(job_id: str) -> str:
     """The file name stem of a job id (SPEC §6, §8 S3). Every stem is lower case, so
     distinct ids get distinct names also on case-insensitive file systems: an id that
@@ -86,7 +88,7 @@ class ImageStore:
 
     def mtime(self, file: str) -> float | None:
         try:
-            return os.stat(self.out_dir / file).st_mtime
+            return os.stat(f"{self._root}/{file}").st_mtime
         except (OSError, ValueError):
             return None
 
@@ -105,14 +107,15 @@ class ImageStore:
         is taken by something that is not a file (a folder, say). None when clear."""
         stem = safe_stem(job_id)
         for ext in EXTENSIONS:
-            path = self.path / f"{stem}.{ext}"
-            if path.exists() and not path.is_file():
+            path = f"{self._root}/{IMAGES_DIR}/{stem}.{ext}"
+            if os.path.exists(path) and not os.path.isfile(path):
                 return (f"{IMAGES_DIR}/{stem}.{ext} is in the way (not a file): remove it and "
                         "rerun; nothing was paid for this job")
         return None
 
     def read(self, file: str) -> bytes:
-        return (self.out_dir / file).read_bytes()
+        with open(f"{self._root}/{file}", "rb") as fh:
+            return fh.read()
 
     def write_all(self, job_id: str, images: Iterable[tuple[bytes, str]]) -> list[str]:
         """Write each image of one answer: `<stem>.<ext>`, then `<stem>~2.<ext>`, ... (a
@@ -130,14 +133,15 @@ class ImageStore:
         """Write atomically, replacing an image of another type; return the path."""
         stem = self._stem(job_id)
         name = f"{stem}.{extension}"
-        temp = self.path / f".{name}.{os.getpid()}.tmp"
+        folder = f"{self._root}/{IMAGES_DIR}"  # as text: Path objects cost more than the write
+        temp = f"{folder}/.{name}.{os.getpid()}.tmp"
         with open(temp, "wb") as fh:
             fh.write(data)
-        os.replace(temp, self.path / name)
+        os.replace(temp, f"{folder}/{name}")
         for other in EXTENSIONS:  # an edited job's earlier image of another type
             if other != extension:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path / f"{stem}.{other}")
+                    os.unlink(f"{folder}/{stem}.{other}")
         return f"{IMAGES_DIR}/{name}"
 
 
