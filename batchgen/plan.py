@@ -21,7 +21,7 @@ from typing import Any
 from .jobs import Job, JobFile
 from .manifest import MANIFEST_NAME, Replay, replay
 from .money import micro_to_usd
-from .state import DONE, FAILED, PENDING, JobState, job_state
+from .state import DONE, DONE_STATE, FAILED, PENDING, JobState, job_state
 from .store import ImageStore
 
 CODES = {DONE: 0, FAILED: 1, PENDING: 2}
@@ -51,11 +51,21 @@ class Plan:
         self._survey(shard, limit, retry_failed)
 
     def _states(self) -> Iterator[tuple[Job, JobState]]:
-        get_many, store = self.history.jobs.get_many, self.store
+        """Each job's state, in file order. A success of the job's current content
+        whose image is on disk at its recorded size is done (as `job_state` says) after
+        one `stat`; only the other jobs' records are built."""
+        records, store = self.history.jobs, self.store
         for chunk in self.jobs.chunks():
-            records = get_many([job.id for job in chunk])
-            for job, record in zip(chunk, records, strict=True):
-                yield job, job_state(job, record, store)
+            ids = [job.id for job in chunk]
+            quick = records.done_sizes(ids, [job.fp for job in chunk])
+            full = None
+            for i, (job, done) in enumerate(zip(chunk, quick, strict=True)):
+                if done is not None and store.size(done[0]) == done[1]:
+                    yield job, DONE_STATE
+                    continue
+                if full is None:
+                    full = records.get_many(ids)
+                yield job, job_state(job, full[i], store)
 
     def _survey(self, shard: tuple[int, int] | None, limit: int | None,
                 retry_failed: bool) -> None:

@@ -216,6 +216,32 @@ class Records:
             records[at] = self._build(job_ids[at], key, *values)
         return records
 
+    def done_sizes(self, job_ids: list[str], fps: list[str]) -> list[tuple[str, int] | None]:
+        """For each job, the image and size that would make it done when its latest
+        line is a success of its current content (`fps`) with one image by its usual
+        name; None for every other job, which `get` and `state.job_state` judge in full.
+        Vectorized: most jobs of a resumed batch are such successes, and building a
+        record for each costs more than the `stat` that checks it."""
+        answer: list[tuple[str, int] | None] = [None] * len(job_ids)
+        if not len(self.keys) or not job_ids:
+            return answer
+        keys = np.fromiter(map(job_key, job_ids), np.uint64, len(job_ids))
+        where = self.keys.searchsorted(keys)
+        where[where >= len(self.keys)] = 0
+        c = self.columns
+        wanted = np.fromiter(map(fp_number, fps), np.uint64, len(fps))
+        quick = ((self.keys[where] == keys) & (c["kind"][where] == _KIND["succeeded"])
+                 & (c["fp"][where] == wanted) & (c["image"][where] == 1)
+                 & (c["size"][where] >= 0) & (c["ext"][where] < len(EXTENSIONS)))
+        hits = np.flatnonzero(quick)
+        side = self.side
+        for i, key, size, ext in zip(hits.tolist(), keys[hits].tolist(),
+                                     c["size"][where[hits]].tolist(),
+                                     c["ext"][where[hits]].tolist(), strict=True):
+            if key not in side:  # a file by another name, several images: in full
+                answer[i] = (f"{IMAGES_DIR}/{safe_stem(job_ids[i])}.{EXTENSIONS[ext]}", size)
+        return answer
+
     def __getitem__(self, job_id: str) -> JobRecord:
         record = self.get(job_id)
         if record is None:

@@ -49,7 +49,7 @@ class JobState:
         return PENDING_REASONS.get(self.reason, self.reason) if self.state == PENDING else ""
 
 
-_DONE = JobState(DONE)
+DONE_STATE = JobState(DONE)
 _NEVER_TRIED = JobState(PENDING, "never_tried")
 _EDITED = JobState(PENDING, "edited")
 _MISSING = JobState(PENDING, "image_missing")
@@ -70,10 +70,10 @@ def job_state(job: Job, record: JobRecord | None, store: ImageStore) -> JobState
     if record.fp is not None and record.fp != job.fp:
         # a row changed, or changed back: the last success may be of this very content
         if record.image_fp == job.fp and _complete(record, store) and _unchanged(record, store):
-            return _DONE
+            return DONE_STATE
         return _EDITED
     if record.kind == "succeeded":
-        return _DONE if _complete(record, store) else _MISSING
+        return DONE_STATE if _complete(record, store) else _MISSING
     found = _found(job, record, store)
     if found:
         return JobState(PENDING, "found", found=found)
