@@ -140,3 +140,31 @@ def test_save_then_load_round_trips(tmp_path, sim, cli):
     assert again is not None
     _same(again, full, [e.job_id for e in map(lambda x: x[1], read_events(
         out / "manifest.jsonl")) if hasattr(e, "job_id")])
+
+
+def test_the_plans_quick_done_check_agrees_with_the_job_state_of_every_job(
+        tmp_path, start_simulator):
+    """The survey classifies plain successes in numpy; every job it judges must get
+    the state `job_state` gives it, whatever the manifest says about it."""
+    from batchgen.plan import Plan
+    from batchgen.state import job_state
+    from batchgen.store import ImageStore
+
+    sim = start_simulator(fault_rate=0.3, seed=3, fault_kinds=("500", "garbage", "truncate"))
+    path = write_jobs(tmp_path / "jobs.csv", [f"prompt {n}" for n in range(40)])
+    out = tmp_path / "out"
+    run_batch(load_jobs(path), config(out, sim, retries=0))
+    images = sorted((out / "images").iterdir())
+    images[0].unlink()
+    images[1].write_bytes(images[1].read_bytes()[:-5])
+    images[2].write_bytes(bytes(reversed(images[2].read_bytes())))  # same size
+    write_jobs(path, [f"prompt {n}" for n in range(39)] + ["an edited row"])
+    jobs = load_jobs(path)
+
+    history = replay(out / "manifest.jsonl")
+    store = ImageStore(out)
+    plan = Plan(jobs, history, store)
+    quick = list(plan._states())
+    full = [(job, job_state(job, history.jobs.get(job.id), store)) for job in jobs]
+    assert quick == full
+    assert {state.state for _, state in quick} >= {"done", "failed", "pending"}
