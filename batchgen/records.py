@@ -273,26 +273,30 @@ class Records:
         """These records with `events` (later lines) applied."""
         if not len(events):
             return self
-        n_old = len(self.keys)
         keys = np.concatenate([self.keys, np.frombuffer(events.keys, np.uint64)])
         order = np.argsort(keys, kind="stable")  # by job, in file order within a job
         sorted_keys = keys[order]
         starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
         ends = np.r_[starts[1:], len(keys)] - 1
-        merged = {name: np.concatenate([self.columns[name],
-                                        np.frombuffer(events.columns[name], _TYPES[name])])
-                  for name in COLUMNS}
+        del keys
+
+        def merged(name: str) -> np.ndarray:  # one column at a time: a smaller peak
+            return np.concatenate([self.columns[name],
+                                   np.frombuffer(events.columns[name], _TYPES[name])])
+
         latest = order[ends]
-        out = {name: merged[name][latest] for name in LATEST}
-        out["cost"] = np.add.reduceat(merged["cost"][order], starts)
-        has_image = merged["image"][order].astype(bool)
-        last_image = np.maximum.reduceat(np.where(has_image, np.arange(len(keys)), -1), starts)
+        out = {name: merged(name)[latest] for name in LATEST}
+        del latest, ends
+        out["cost"] = np.add.reduceat(merged("cost")[order], starts)
+        last_image = np.where(merged("image")[order].astype(bool),
+                              np.arange(len(order)), -1)
+        last_image = np.maximum.reduceat(last_image, starts)
         found = last_image >= 0
         source = order[np.where(found, last_image, 0)]
+        del order, last_image
         for name in IMAGE:
-            column = merged[name][source]
+            column = merged(name)[source]
             column[~found] = -1 if name == "size" else 0
             out[name] = column
         out["image"] = found.astype(np.uint8)
-        del merged, order, n_old
         return Records(sorted_keys[starts], out, events.reasons, events.side)
