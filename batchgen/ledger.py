@@ -8,7 +8,8 @@ attempt, a v2 request id), at the figure the API reported when it said one
 (`x-credits-consumed`), else at the price. The cap counts each answer at no less
 than its price, so an API that reports less (or nothing, or zero) cannot let a run
 past `--max-cost`; one that reports more raises the price reserved for that model's
-next requests. A job that ends without a charge gives its reservation back, and a
+next requests, per image (a request for 4 samples reserves 4 times what one image
+was reported to cost). A job that ends without a charge gives its reservation back, and a
 job that does not fit the cap waits while others in flight may still give money
 back: `--max-cost 0.057` buys 3 Luma images whenever 3 jobs can succeed.
 
@@ -30,7 +31,8 @@ class Account:
     """One job's money in this run."""
 
     price: int  # micro-dollars one of its requests costs, as far as anyone can tell
-    model: str = ""  # whose answers teach the ledger what its requests really cost
+    model: str = ""  # whose answers teach the ledger what its images really cost
+    images: int = 1  # images one request asks for (`samples`): the price is for them all
     held: bool = False  # a price is reserved for its next billable request
     cost: int = 0  # billed and not yet written on one of its manifest lines
     keys: dict[str, int] = field(default_factory=dict)  # answers counted, and their amounts
@@ -50,7 +52,7 @@ class Ledger:
         self.spent = 0  # what the answers cost: the manifest's money
         self.counted = 0  # what the cap counts: each answer at no less than its price
         self.reserved = 0
-        self.learned: dict[str, int] = {}  # model → the most one request was reported to cost
+        self.learned: dict[str, int] = {}  # model → the most one image was reported to cost
         self.uncertain = 0  # requests that got no answer: maybe billed, kept aside
         self._waiters: list[asyncio.Future] = []
 
@@ -64,7 +66,8 @@ class Ledger:
         make it fit (the cap is reached) or when `stop` is set."""
         if account.held:
             return True
-        account.price = max(account.price, self.learned.get(account.model, 0))
+        account.price = max(account.price,
+                            self.learned.get(account.model, 0) * account.images)
         while not stop.is_set():
             if self.fits(account.price):
                 self.reserved += account.price
@@ -95,7 +98,8 @@ class Ledger:
         else:
             self._release_held(account)
         if amount > account.price:
-            self.learned[account.model] = max(self.learned.get(account.model, 0), amount)
+            per_image = -(-amount // account.images)
+            self.learned[account.model] = max(self.learned.get(account.model, 0), per_image)
         account.keys[key] = amount
         account.reported = reported is not None
         self.spent += amount - (before or 0)

@@ -29,6 +29,18 @@ def cost_micro(dollars: float | None) -> int:
     return round((dollars or 0) * MICRO)
 
 
+MAX_REPORTED = 1_000 * MICRO  # no image costs more: a larger report is a lie or garbage
+
+
+def reported_micro(dollars: float | None) -> int | None:
+    """What the API said an answer cost, in micro-dollars; None (counted at the price)
+    for a report that cannot be true - not finite, negative or over `MAX_REPORTED` -
+    so that no manifest line gets a cost its reader would refuse as corrupt."""
+    if dollars is None or not 0 <= dollars * MICRO <= MAX_REPORTED:  # NaN fails too
+        return None
+    return round(dollars * MICRO)
+
+
 def micro_to_usd(micro: int) -> float:
     """Dollars as a JSON number (exact for micro-dollar amounts)."""
     return micro / MICRO

@@ -34,7 +34,7 @@ class Ticket:
     account: Account = field(init=False)
 
     def __post_init__(self) -> None:
-        self.account = Account(self.job.price, self.job.model)
+        self.account = Account(self.job.price, self.job.model, images=self.job.images())
 
     @property
     def started(self) -> bool:

@@ -48,6 +48,7 @@ from .jobs import Job
 from .ledger import Ledger
 from .manifest import ManifestWriter
 from .models import v1_path
+from .money import reported_micro
 from .outcomes import Outcomes, Ticket
 from .pacing import AdaptiveRate, CircuitBreaker, sleep_unless
 from .poller import Poller
@@ -233,8 +234,12 @@ class Pool:
     def _charge(self, ticket: Ticket, reported: float | None = None) -> None:
         """The one place a billed answer is counted: once per v2 request id, once per
         v1 attempt; at the dollars the API `reported`, when it did."""
+        amount = reported_micro(reported)
+        if amount is None and reported is not None:
+            log.warning("%s: the API reported %r dollars for one answer; not believed, "
+                        "counted at the price", ticket.job.id, reported)
         self.ledger.charge(ticket.account, ticket.request_id or f"attempt-{ticket.attempts}",
-                           None if reported is None else round(reported * 1_000_000))
+                           amount)
 
     async def _handle(self, ticket: Ticket, exc: ApiError, sent_at: float) -> bool:
         """What a failed attempt means for the job: True to try again."""

@@ -83,7 +83,8 @@ class SimulatorConfig:
     hang: float = 3600.0  # how long a "timeout" fault keeps the client waiting
     credits_endpoint: bool = True  # False: GET /v1/get-user-credits answers 404
     credits_delay: float = 0.0  # seconds GET /v1/get-user-credits takes to answer
-    credits_consumed: str | None = None  # what x-credits-consumed says, if not the charge
+    credits_consumed: str | None = None  # what x-credits-consumed and v2's cost say, if not
+    # the charge (any text: "nan", "1e30" and "-1" are lies an API could tell)
     queue_delay: float = 0.0  # v2: seconds QUEUED before PROCESSING
     result_ttl: float = 3600.0  # v2: seconds a finished result stays available (0: none)
     image_size: int = 96  # pixels on the long side

@@ -79,6 +79,17 @@ class Queue:
             record.charged = True
         job.finished_at = time.monotonic()
 
+    def _cost(self, price_micro: int) -> float | str:
+        """`metrics.cost`: the charge, or what the simulator was told to say instead (as
+        a JSON number when it is one, NaN and 1e400 included)."""
+        said = self._config.credits_consumed
+        if said is None:
+            return price_micro / MICRO
+        try:
+            return float(said)
+        except ValueError:
+            return said
+
     def _lookup(self, request_id: str) -> _V2Request | None:
         """The request, unless it is unknown, lost or expired."""
         job = self._requests.get(request_id)
@@ -103,5 +114,5 @@ class Queue:
             body["output"] = urls[0][0]
             body["images"] = [media(url, image) for url, image in urls]
             body["metrics"] = {"inference_time": round(job.latency, 3),
-                               "cost": job.record.price_micro / MICRO}
+                               "cost": self._cost(job.record.price_micro)}
         return json_response(body, 422 if job.state == "FAILED" else 200)
