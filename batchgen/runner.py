@@ -179,6 +179,7 @@ def _reading(jobs: JobFile) -> dict:
     defaults = jobs.defaults
     return {"aspect_ratio": jobs.default_ratio, "sheet": jobs.sheet, "model": defaults.model,
             "params": defaults.params, "variants": defaults.variants,
+            "skip_invalid": bool(jobs.invalid or jobs.invalid_unlisted),
             "price": None if defaults.price_micro is None
             else micro_to_usd(defaults.price_micro)}
 

@@ -41,6 +41,7 @@ def jobs_of(out_dir: Path, history: Replay) -> tuple[JobFile | list[Job], list[s
                              sheet=settings.get("sheet"), model=settings.get("model") or MODEL,
                              params=settings.get("params") or {},
                              variants=settings.get("variants") or 1,
+                             skip_invalid=bool(settings.get("skip_invalid")),
                              price_micro=None if price is None else usd_to_micro(price))
         except JobFileError as exc:
             warning = f"cannot re-read the job file: {exc.problems[0]}"
@@ -57,18 +58,19 @@ def jobs_of(out_dir: Path, history: Replay) -> tuple[JobFile | list[Job], list[s
 
 def _manifest_jobs(path: Path, history: Replay) -> list[Job]:
     """Every job the manifest mentions, in order of first mention, with the prompt,
-    ratio and metadata of its latest line that has them."""
+    ratio, metadata, model and parameters of its latest line that has them."""
     known: dict[str, dict[str, Any]] = {}
     for _, event in read_events(path):
         job_id = getattr(event, "job_id", None)
         if job_id is None:
             continue
         entry = known.setdefault(job_id, {})
-        for key in ("prompt", "aspect_ratio", "metadata"):
+        for key in ("prompt", "aspect_ratio", "metadata", "model", "params"):
             if getattr(event, key, None) is not None:
                 entry[key] = getattr(event, key)
     return [Job(id=job_id, prompt=entry.get("prompt", ""),
                 aspect_ratio=entry.get("aspect_ratio", ""), metadata=entry.get("metadata") or {},
+                model=entry.get("model") or MODEL, params=entry.get("params") or {},
                 fp=history.jobs[job_id].fp or "")
             for job_id, entry in known.items() if job_id in history.jobs]
 

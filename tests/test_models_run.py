@@ -197,3 +197,37 @@ def test_models_names_the_known_ones_when_asked_for_an_unknown_one(cli):
     result = cli("models", "flux-pro-ultra")
     assert result.code == 2
     assert "flux-pro-ultra" in result.err and "ssd-1b" in result.err and "--price" in result.err
+
+
+def results_of(out) -> dict[str, dict[str, str]]:
+    with open(out / "results.csv", encoding="utf-8") as fh:
+        return {row["id"]: row for row in csv.DictReader(fh)}
+
+
+@pytest.mark.parametrize("how", ["moved", "skip-invalid"])
+def test_report_keeps_each_jobs_model_and_parameters_when_it_cannot_read_the_file_as_run(
+        tmp_path, sim, cli, how):
+    """`batchgen report` re-reads the job file as the run read it; when the file is
+    gone, the manifest still says which model and parameters each job had."""
+    jobs = tmp_path / "jobs.csv"
+    write_table(jobs, [{"id": "a", "prompt": "a fox", "model": "ssd-1b", "seed": "7"},
+                       {"id": "b", "prompt": "a cat", "model": "flux-schnell", "seed": "8"},
+                       {"id": "c", "prompt": "", "model": "ssd-1b", "seed": "9"}])
+    out = tmp_path / "out"
+    extra = ("--skip-invalid",) if how == "skip-invalid" else ()
+    if how == "moved":
+        jobs.write_text(jobs.read_text(encoding="utf-8").replace(",,ssd-1b,9", ",x,ssd-1b,9"),
+                        encoding="utf-8")
+    result = run(cli, jobs, out, sim, *extra)
+    assert result.code == (1 if how == "skip-invalid" else 0), result.err
+    before = results_of(out)
+    if how == "moved":
+        jobs.rename(tmp_path / "elsewhere.csv")
+    report = cli("report", out)
+    assert report.code == 0, report.err
+    after = results_of(out)
+    assert {ident: (row["model"], row["seed"]) for ident, row in after.items()} == {
+        ident: (row["model"], row["seed"]) for ident, row in before.items()}
+    assert after["b"]["model"] == "flux-schnell"
+    status = cli("status", out)
+    assert ("cannot re-read" in status.out + status.err) == (how == "moved")
