@@ -7,18 +7,15 @@ all listed together.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from .config import ASPECT_RATIOS, MAX_PROMPT_CHARS
 from .models import canonical_ratio, canonical_slug
-from .params import Defaults, Sending
+from .params import Defaults, Sending, lone_surrogate, unencodable
 from .readers import Problems
 
 MAX_VARIANTS = 100  # jobs one row may make
 ALLOWED = ", ".join(ASPECT_RATIOS)
-# What UTF-8 cannot encode: a lone half of a surrogate pair, as JSON's "\ud800" makes.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def model(value: Any, default: str, problems: Problems, location: str,
@@ -133,25 +130,3 @@ def encodable(row: dict[str, Any], texts: list[str], bad_names: dict[str, str],
             continue
         if (char := lone_surrogate(value)) is not None:
             problems.add(location, column, unencodable(char))
-
-
-def lone_surrogate(value: Any) -> str | None:
-    """The first character UTF-8 cannot encode in `value` (text, or text nested in lists
-    and mappings, their keys included), or None. Such a character is half of a
-    surrogate pair, as JSON's "\\ud800" escape makes."""
-    pending = [value]
-    while pending:  # a loop, not recursion: JSON may nest as deep as its parser allows
-        item = pending.pop()
-        if isinstance(item, str):
-            if not item.isascii() and (match := _SURROGATE.search(item)):
-                return match[0]
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return None
-
-
-def unencodable(char: str, what: str = "") -> str:
-    return f"{what}contains text that is not valid Unicode (a lone surrogate \\u{ord(char):04x})"

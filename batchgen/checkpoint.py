@@ -32,14 +32,16 @@ _BLOCK = 1 << 20
 
 
 def save(history: Replay, path: Path) -> None:
-    """Write `history` as the checkpoint at `path` (atomically)."""
+    """Write `history` as the checkpoint at `path`: atomically, and synced before it
+    replaces the old one, so a power cut cannot leave an empty checkpoint."""
     runs = [{"started": run["started"].to_line(),
              "finished": run["finished"].to_line() if run["finished"] else None,
              "spent_micro": run["spent_micro"]} for run in history.runs]
     meta = {
         "version": VERSION, "offset": history.offset, "lines": history.lines,
         "sha256": history.digest.hexdigest(), "spent_micro": history.spent_micro,
-        "bad_lines": history.bad_lines, "runs": runs, "reasons": history.jobs.reasons,
+        "bad_lines": history.settled_bad_lines, "unterminated": history.unterminated,
+        "runs": runs, "reasons": history.jobs.reasons,
         "side": [[str(key), facts] for key, facts in history.jobs.side.items()],
     }
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -47,6 +49,8 @@ def save(history: Replay, path: Path) -> None:
         with open(temp, "wb") as fh:
             np.savez(fh, keys=history.jobs.keys, meta=np.array(json.dumps(meta)),
                      **{f"c_{name}": history.jobs.columns[name] for name in COLUMNS})
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(temp, path)
     except OSError as exc:
         log.debug("could not write the checkpoint %s: %s", path, exc)
@@ -54,27 +58,64 @@ def save(history: Replay, path: Path) -> None:
 
 
 def load(path: Path, manifest: Path) -> Replay | None:
-    """The replay a checkpoint holds, if it is one of this manifest; else None."""
+    """The replay a checkpoint holds, if it is one of this manifest; else None. Any
+    damage to it (empty, cut short, a flipped bit, odd values) means a full replay."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("version") != VERSION:
-                return None
-            keys = data["keys"]
-            columns = {name: data[f"c_{name}"] for name in COLUMNS}
-    except (OSError, ValueError, KeyError, TypeError):
+        return _load(path, manifest)
+    except Exception as exc:  # zipfile, numpy and json raise many kinds: none may stop a run
+        log.debug("ignoring the checkpoint %s: %r", path, exc)
+        return None
+
+
+def _load(path: Path, manifest: Path) -> Replay | None:
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        if not _valid_meta(meta):
+            return None
+        keys = data["keys"]
+        columns = {name: data[f"c_{name}"] for name in COLUMNS}
+    if not _valid_arrays(keys, columns):
         return None
     digest = _prefix_digest(manifest, meta["offset"])
     if digest is None or digest.hexdigest() != meta["sha256"]:
-        return None
-    if any(len(column) != len(keys) for column in columns.values()):
         return None
     side = {int(key): facts for key, facts in meta["side"]}
     return Replay(
         jobs=Records(keys, columns, meta["reasons"], side), runs=[_run(r) for r in meta["runs"]],
         spent_micro=meta["spent_micro"], bad_lines=meta["bad_lines"], offset=meta["offset"],
-        lines=meta["lines"], digest=digest,
+        lines=meta["lines"], digest=digest, unterminated=meta.get("unterminated", False),
     )
+
+
+def _valid_meta(meta: Any) -> bool:
+    """The meta's fields have the types `save` writes (a hand-made one may not)."""
+    if not isinstance(meta, dict) or meta.get("version") != VERSION:
+        return False
+    counts = [meta.get(name) for name in ("offset", "lines", "spent_micro")]
+    lists = [meta.get(name) for name in ("bad_lines", "runs", "reasons", "side")]
+    return (all(_count(value) for value in counts)
+            and all(isinstance(value, list) for value in lists)
+            and all(_count(line) for line in meta["bad_lines"])
+            and all(isinstance(reason, str) for reason in meta["reasons"])
+            and all(isinstance(run, dict) for run in meta["runs"])
+            and all(isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)
+                    for item in meta["side"])
+            and isinstance(meta.get("sha256"), str)
+            and isinstance(meta.get("unterminated", False), bool))
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _valid_arrays(keys: np.ndarray, columns: dict[str, np.ndarray]) -> bool:
+    """One-dimensional arrays of the dtypes `Records` uses, all as long as `keys`."""
+    empty = Records.empty()
+    return keys.ndim == 1 and keys.dtype == empty.keys.dtype and all(
+        column.shape == keys.shape and column.dtype == empty.columns[name].dtype
+        for name, column in columns.items())
 
 
 def _prefix_digest(manifest: Path, size: int) -> Any:

@@ -322,7 +322,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .models import MODELS, model
+    from .models import MODELS, canonical_slug, model
 
     if args.slug is None:
         width = max(len(slug) for slug in MODELS)
@@ -331,7 +331,7 @@ def _models(args: argparse.Namespace) -> int:
         print("\n`batchgen models SLUG` shows a model's parameters; any other slug runs "
               "with --price.")
         return 0
-    entry = model(args.slug)
+    entry = model(canonical_slug(args.slug) or "")  # any case, as --model and a run take it
     if entry is None:
         raise UsageError(f"batchgen does not know the model {args.slug!r}; it knows "
                          f"{', '.join(MODELS)} (any other runs with --model and --price)")

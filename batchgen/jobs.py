@@ -308,9 +308,24 @@ def _validate(source: Rows, header: dict[str, str] | None, defaults: Defaults,
     if seen and (user_keys or refused):
         skip |= _clashes(seen, index, problems)
     if skip and skip_invalid:
+        _leave_out(skip, index, facts)
         index.skip |= skip
-        facts.count -= len(skip)
     return facts
+
+
+def _leave_out(rows: set[str], index: JobIndex, facts: _Facts) -> None:
+    """Take every job of the skipped rows (each one of their variants) out of the
+    counts and the cost. A row is skipped only once the whole file is read (a duplicate
+    id), so its jobs are found by one more pass over the index, run only then: no
+    per-row figures are kept for the rows that are not skipped."""
+    for job in index:
+        if job.source in rows:
+            facts.count -= 1
+            facts.cost -= job.price
+            facts.ratios[job.aspect_ratio] -= 1
+            facts.models[job.model] -= 1
+    facts.ratios = {ratio: n for ratio, n in facts.ratios.items() if n}
+    facts.models = {slug: n for slug, n in facts.models.items() if n}
 
 
 def _key(text: str) -> int:
@@ -333,18 +348,26 @@ def _duplicates(user_keys: array, refused: dict[str, str], index: JobIndex,
         twice |= set(theirs[np.isin(theirs, keys)].tolist())
     if not twice:
         return set()
-    places: dict[str, list[tuple[int, str, bool]]] = {}  # id → (row, place, valid)
+    # id → (row number, place, valid, how the message names it)
+    places: dict[str, list[tuple[int, str, bool, str]]] = {}
     for user_id, location in refused.items():
         if _key(user_id) in twice:
-            places.setdefault(user_id, []).append((_number(location), location, False))
-    for job in index:
+            places.setdefault(user_id, []).append((_number(location), location, False,
+                                                   location))
+    variant, previous = 0, ""
+    for job in index:  # a row's variants follow one another: the n-th is variant n
+        variant = variant + 1 if job.source == previous else 1
+        previous = job.source
         if not _is_content_id(job) and _key(job.id) in twice:
-            places.setdefault(job.id, []).append((_number(job.source), job.source, True))
+            named = job.source if variant == 1 else (
+                f"{job.source} (variant {variant} of {job.id.removesuffix(f'-v{variant}')!r})")
+            places.setdefault(job.id, []).append((_number(job.source), job.source, True,
+                                                  named))
     later: set[str] = set()
     for user_id, found in places.items():
-        (_, first, _), *rest = sorted(found)
-        for _, location, valid in rest:
-            problems.add(location, "id", f"{user_id!r} is used twice: {first} and {location}")
+        (*_, first), *rest = sorted(found)
+        for _, location, valid, named in rest:
+            problems.add(location, "id", f"{user_id!r} is used twice: {first} and {named}")
             if valid:
                 later.add(location)
     return later

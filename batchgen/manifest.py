@@ -40,8 +40,10 @@ class ManifestWriter:
         self.path = path
         try:
             self._fh = open(path, "ab")  # noqa: SIM115 - closed in close()
+            # a last line without its newline (torn, or a whole event an editor left
+            # so) must not swallow the next event
             if self._fh.tell() and not _ends_with_newline(path):
-                self._fh.write(b"\n")  # a torn last line must not swallow the next event
+                self._fh.write(b"\n")
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror}") from None
         self._dirty = asyncio.Event()
@@ -105,6 +107,7 @@ class Replay:
     spent_micro: int = 0
     bad_lines: list[int] = field(default_factory=list)  # line numbers that were not events
     torn_tail: bool = False  # the last line is torn: a crash mid-write, just now
+    unterminated: bool = False  # the last line read was a whole event without its newline
     offset: int = 0
     lines: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
@@ -113,11 +116,19 @@ class Replay:
     def last_run(self) -> dict[str, Any] | None:
         return self.runs[-1] if self.runs else None
 
+    @property
+    def settled_bad_lines(self) -> list[int]:
+        """`bad_lines` without a torn last line, which is read again by `extend`."""
+        return self.bad_lines[:-1] if self.torn_tail else self.bad_lines
+
     def extend(self, path: Path) -> Replay:
         """Fold in the lines written since `offset` (by this run, or since a checkpoint).
-        A last line without its newline is left for later: it may still be written."""
+        A torn last line is left for later: it may still be written, or end up alone
+        on its line once a writer appends after it."""
         if not path.exists():
             return self
+        self.bad_lines = self.settled_bad_lines  # the torn tail is read again, counted once
+        self.torn_tail = False
         events = Events(self.jobs.reasons, self.jobs.side)
         collecting = gc.isenabled()
         gc.disable()  # many small objects that live on: collecting them is wasted time
@@ -125,14 +136,12 @@ class Replay:
             with open(path, "rb") as fh:
                 fh.seek(self.offset)
                 for raw in fh:
+                    if self.unterminated and self._ends_line(raw):
+                        continue
                     if not raw.endswith(b"\n"):
-                        self.torn_tail = bool(raw.strip())
-                        if self.torn_tail:
-                            self.bad_lines.append(self.lines + 1)
+                        self._read_tail(raw, events)
                         break
-                    self.offset += len(raw)
-                    self.lines += 1
-                    self.digest.update(raw)
+                    self._consume(raw)
                     self._apply(raw, events)
         except OSError as exc:  # a folder named manifest.jsonl, an unreadable disk
             raise OutputError(f"cannot read {path}: {exc.strerror}") from None
@@ -142,14 +151,46 @@ class Replay:
         self.jobs = self.jobs.fold(events)
         return self
 
+    def _consume(self, raw: bytes, *, new_line: bool = True) -> None:
+        self.offset += len(raw)
+        self.lines += new_line
+        self.digest.update(raw)
+
+    def _ends_line(self, raw: bytes) -> bool:
+        """The newline a writer added after an unterminated last line: part of that line,
+        so that offset, lines and digest match a full replay of the file as it is now."""
+        self.unterminated = False
+        if raw != b"\n":  # someone glued more text onto it: read that as a line of its own
+            return False
+        self._consume(raw, new_line=False)
+        return True
+
+    def _read_tail(self, raw: bytes, events: Events) -> None:
+        """A last line without its newline. A whole event is used (a script or an editor
+        dropped the final newline: buying its job again would pay twice); anything else is
+        torn, and not consumed."""
+        if not raw.strip():
+            return
+        event = _event(raw)
+        if event is None:
+            self.torn_tail = True
+            self.bad_lines.append(self.lines + 1)
+            return
+        self._consume(raw)
+        self.unterminated = True
+        self._record(event, events)
+
     def _apply(self, raw: bytes, events: Events) -> None:
         if not raw.strip():
             return
         event = _event(raw)
         if event is None:
             self.bad_lines.append(self.lines)
-            self.torn_tail = False
-        elif isinstance(event, JobEvent):
+        else:
+            self._record(event, events)
+
+    def _record(self, event: Event, events: Events) -> None:
+        if isinstance(event, JobEvent):
             events.add(event, fp_number(event.fp or _legacy_fp(event)))
             cost = getattr(event, "cost", 0)
             self.spent_micro += cost

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from .readers import Problems, normalize_column
 
 PARAM_PREFIX = "param."
 RATIO = "aspect_ratio"
+# What UTF-8 cannot encode: a lone half of a surrogate pair, as JSON's "\ud800" makes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def fingerprint(model: str, prompt: str, aspect_ratio: str,
@@ -73,7 +76,7 @@ class Sending:
                 problems.add(None, place, refused)
                 continue
             try:
-                self.params[name] = param.parse(text) if param else parse_value(text)
+                self.params[name] = _parse(param, text)
             except ValueError as exc:
                 problems.add(None, place, f"{exc} (for {slug})")
         self._columns: dict[tuple[str, ...], list[tuple[str, str, Any]]] = {}
@@ -152,7 +155,7 @@ class Sending:
                 continue
             given[name] = column
             try:
-                params[name] = param.parse(value) if param else parse_value(value)
+                params[name] = _parse(param, value)
             except ValueError as exc:
                 problems.add(location, column, str(exc))
         return params
@@ -182,3 +185,39 @@ class Sending:
         if self._flat is not None or self.model is None:
             return self._flat
         return price_of(self.model, params, self.per_image)
+
+
+def _parse(param: Any, value: Any) -> Any:
+    """A parameter's value as sent: typed by its registry Param, else `parse_value`.
+    ValueError also for JSON text whose escapes decode to a lone surrogate ('\\ud800'),
+    which could be neither sent nor recorded; a surrogate already in the value is the
+    job file's (`cells.encodable` names it), not the parse's."""
+    if param is not None:
+        return param.parse(value)
+    parsed = parse_value(value)
+    if parsed is not value and isinstance(value, str) and "\\u" in value \
+            and lone_surrogate(value) is None and (char := lone_surrogate(parsed)):
+        raise ValueError(unencodable(char))
+    return parsed
+
+
+def lone_surrogate(value: Any) -> str | None:
+    """The first character UTF-8 cannot encode in `value` (text, or text nested in lists
+    and mappings, their keys included), or None. Such a character is half of a
+    surrogate pair, as JSON's "\\ud800" escape makes."""
+    pending = [value]
+    while pending:  # a loop, not recursion: JSON may nest as deep as its parser allows
+        item = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii() and (match := _SURROGATE.search(item)):
+                return match[0]
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
+def unencodable(char: str, what: str = "") -> str:
+    return f"{what}contains text that is not valid Unicode (a lone surrogate \\u{ord(char):04x})"

@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from .conftest import FAST, events
+from .conftest import FAST, events, write_jobs
 
 BAD_FILES = [  # (file name, content, extra options, what the error says)
     ("ids.csv", "id,prompt,variants\n,a red fox,2\nf6785e6b2287885e-v2,a blue whale,1\n", (),
@@ -171,3 +171,49 @@ def test_a_parameter_named_like_a_results_column_gets_a_column_of_its_own(tmp_pa
     with open(out / "results.csv", encoding="utf-8") as fh:
         (row,) = csv.DictReader(fh)
     assert (row["state"], row["param.state"], row["metadata.state"]) == ("done", "x", "mine")
+
+
+def test_skip_invalid_leaves_out_every_variant_of_a_skipped_row_from_counts_and_cost(
+        tmp_path, sim, cli):
+    jobs = tmp_path / "dup.csv"  # row 3 repeats id 'a': its 3 flux-dev variants are left out
+    jobs.write_text("id,prompt,variants,model\na,one,1,flux-schnell\na,two,3,flux-dev\n"
+                    "b,three,2,\n", encoding="utf-8")
+    out = tmp_path / "out"
+    options = ("--out", out, "--base-url", sim.base_url, *FAST, "--skip-invalid")
+    plan = cli("run", jobs, *options, "--dry-run")
+    assert plan.code == 0, plan.err
+    assert "3 jobs, valid" in plan.out and "1:1  2\n" in plan.out
+    assert "1 × flux-schnell" in plan.out and "2 × luma-photon-txt-2-img" in plan.out
+    assert "flux-dev" not in plan.out
+    estimate = float(plan.out.split("estimate: 3 jobs = $")[1].split()[0])
+
+    result = cli("run", jobs, *options)
+    assert result.code == 1, result.err  # 1: rows were left out
+    assert events(out, "run_started")[0]["jobs"] == 3 == len(events(out, "succeeded"))
+    assert billed_micro(sim) == round(estimate * 1_000_000)
+
+
+def test_json_text_whose_escape_is_a_lone_surrogate_is_a_named_error_that_costs_nothing(
+        tmp_path, sim, cli):
+    cell = tmp_path / "cell.csv"
+    cell.write_text('prompt,model,param.extra\nhello,flux-dev,"{""k"":""\\ud800""}"\n',
+                    encoding="utf-8")
+    option = write_jobs(tmp_path / "option.csv", ["hello"])
+    for jobs, options, says in [
+            (cell, (), "row 2, param.extra: contains text that is not valid Unicode "
+                       "(a lone surrogate \\ud800)"),
+            (option, ("--model", "flux-dev", "--param", 'foo={"k":["\\udfff"]}'),
+             "--param foo: contains text that is not valid Unicode (a lone surrogate "
+             "\\udfff)")]:
+        for command in (("validate", jobs), ("run", jobs, "--out", tmp_path / "out",
+                                             "--base-url", sim.base_url, *FAST)):
+            result = cli(*command, *options)
+            assert result.code == 2, result.err
+            assert says in result.err and "Traceback" not in result.err
+    assert sim.records == []
+
+
+def test_models_shows_a_registry_model_named_in_any_case_as_a_run_takes_it(cli):
+    result = cli("models", " FLUX-Schnell ")
+    assert result.code == 0, result.err
+    assert "(flux-schnell)" in result.out and "steps" in result.out

@@ -271,3 +271,60 @@ def test_python_api_runs_and_resumes(tmp_path, sim):
     assert sim.charged == 2
     assert TEST_KEY not in (tmp_path / "out" / "manifest.jsonl").read_text()
     assert all(line.get("event") for line in manifest_lines(tmp_path / "out"))
+
+
+def _replays_agree(out: Path) -> None:
+    """The checkpoint's replay, extended, is exactly the full replay of the manifest."""
+    from batchgen.checkpoint import CHECKPOINT_NAME
+    from batchgen.manifest import replay
+
+    manifest = out / "manifest.jsonl"
+    quick, full = replay(manifest, out / CHECKPOINT_NAME), replay(manifest)
+    assert (quick.bad_lines, quick.torn_tail, quick.offset, quick.lines, quick.spent_micro,
+            quick.digest.hexdigest()) == (full.bad_lines, full.torn_tail, full.offset,
+                                          full.lines, full.spent_micro, full.digest.hexdigest())
+    ids = {e.job_id for _, e in read_events(manifest) if e and hasattr(e, "job_id")}
+    assert all(quick.jobs.get(job_id) == full.jobs.get(job_id) for job_id in ids)
+
+
+def test_a_whole_last_line_without_its_newline_is_used_not_bought_again(tmp_path, sim, cli):
+    """A script that rewrote the manifest with "\\n".join, or an editor, dropped the final
+    newline: the line is a complete event, and its job must not be paid for twice."""
+    from batchgen.checkpoint import CHECKPOINT_NAME
+
+    jobs = write_jobs(tmp_path / "jobs.csv", ["paid once"])
+    out = tmp_path / "out"
+    assert run(cli, jobs, out, sim).code == 0
+    manifest = out / "manifest.jsonl"
+    kept = [line for line in manifest.read_text(encoding="utf-8").splitlines()
+            if '"run_finished"' not in line]
+    manifest.write_text("\n".join(kept), encoding="utf-8")
+    (out / CHECKPOINT_NAME).unlink()
+    for _ in range(2):
+        result = run(cli, jobs, out, sim)
+        assert result.code == 0, result.err
+        assert len(sim.generation_records()) == 1
+        assert "torn by a crash" not in result.err
+        assert all(line["event"] for line in manifest_lines(out))  # every line parses
+        _replays_agree(out)
+    assert len(events(out, "succeeded")) == 1
+
+
+def test_a_torn_line_is_counted_once_after_the_next_run(tmp_path, sim, cli):
+    """The run that finds a torn tail writes after it: the line is one unreadable line,
+    in `status`, in the checkpoint and in a full replay alike."""
+    from batchgen.manifest import replay
+
+    jobs = write_jobs(tmp_path / "jobs.csv", [f"count {i}" for i in range(3)])
+    out = tmp_path / "out"
+    assert run(cli, jobs, out, sim, "--limit", "2").code == 0
+    with open(out / "manifest.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"event": "succeeded", "ts": "2026-12-01T06:1')
+    torn = len((out / "manifest.jsonl").read_text(encoding="utf-8").splitlines())
+    assert run(cli, jobs, out, sim).code == 0
+    assert run(cli, jobs, out, sim).code == 0
+    assert replay(out / "manifest.jsonl").bad_lines == [torn]
+    _replays_agree(out)
+    status = cli("status", out)
+    assert "1 unreadable manifest line(s)" in status.out, status.out
+    assert len(sim.generation_records()) == 3

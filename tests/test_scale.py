@@ -88,7 +88,8 @@ def test_a_checkpoint_gives_exactly_what_a_full_replay_gives(tmp_path, start_sim
     _same(replay(manifest, checkpoint), replay(manifest), job_ids)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "foreign", "garbage", "edited"])
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "garbage", "edited", "empty",
+                                    "cut", "flipped", "float offset", "odd offset"])
 def test_a_checkpoint_that_does_not_fit_the_manifest_is_ignored(tmp_path, start_simulator,
                                                                  cli, damage):
     out = _every_event_kind(tmp_path, start_simulator, cli)
@@ -104,6 +105,8 @@ def test_a_checkpoint_that_does_not_fit_the_manifest_is_ignored(tmp_path, start_
         manifest, checkpoint = other / "manifest.jsonl", other / CHECKPOINT_NAME
     elif damage == "garbage":
         checkpoint.write_bytes(b"not a checkpoint at all")
+    elif damage in DAMAGE:
+        DAMAGE[damage](checkpoint)
     else:  # the same length, one line changed in the middle
         manifest.write_text(text.replace('"attempts": 1', '"attempts": 7', 1), encoding="utf-8")
     assert load(checkpoint, manifest) is None
@@ -168,3 +171,52 @@ def test_the_plans_quick_done_check_agrees_with_the_job_state_of_every_job(
     full = [(job, job_state(job, history.jobs.get(job.id), store)) for job in jobs]
     assert quick == full
     assert {state.state for _, state in quick} >= {"done", "failed", "pending"}
+
+
+def _with_meta(checkpoint, **changes) -> None:
+    """Rewrite a checkpoint's meta by hand, as a sloppy script might."""
+    import json
+
+    import numpy as np
+
+    with np.load(checkpoint) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = {**json.loads(str(arrays["meta"])), **changes}
+    with open(checkpoint, "wb") as fh:
+        np.savez(fh, **{**arrays, "meta": np.array(json.dumps(meta))})
+
+
+def _flip_middle_byte(checkpoint) -> None:
+    data = bytearray(checkpoint.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    checkpoint.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "empty": lambda checkpoint: checkpoint.write_bytes(b""),
+    "cut": lambda checkpoint: checkpoint.write_bytes(checkpoint.read_bytes()[:100]),
+    "flipped": _flip_middle_byte,
+    "float offset": lambda checkpoint: _with_meta(checkpoint, offset=1.5),
+    "odd offset": lambda checkpoint: _with_meta(checkpoint, offset="12"),
+}
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut", "flipped"])
+def test_a_damaged_checkpoint_means_a_full_replay_not_a_crash(tmp_path, sim, cli, damage):
+    """A power cut or a bad disk sector in the hidden checkpoint must not stop `run`,
+    `validate --out` or `status` until someone finds and deletes it."""
+    jobs = write_jobs(tmp_path / "jobs.csv", [f"damage {i}" for i in range(3)])
+    out = tmp_path / "out"
+    assert cli("run", jobs, "--out", out, "--base-url", sim.base_url, *FAST).code == 0
+    manifest, checkpoint = out / "manifest.jsonl", out / CHECKPOINT_NAME
+    DAMAGE[damage](checkpoint)
+    job_ids = {e.job_id for _, e in read_events(manifest) if e and hasattr(e, "job_id")}
+    _same(replay(manifest, checkpoint), replay(manifest), job_ids)
+    assert cli("validate", jobs, "--out", out).code == 0
+    assert cli("status", out).code == 0
+    sent = len(sim.generation_records())
+    result = cli("run", jobs, "--out", out, "--base-url", sim.base_url, *FAST)
+    assert result.code == 0, result.err
+    assert len(sim.generation_records()) == sent == 3
+    assert load(checkpoint, manifest) is not None  # the run wrote a good one again
+    _same(replay(manifest, checkpoint), replay(manifest), job_ids)

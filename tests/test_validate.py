@@ -195,3 +195,19 @@ def test_python_dash_m_batchgen_validate_works_as_a_real_process(tmp_path):
     out, err = bad.communicate(timeout=60)
     assert bad.returncode == 2
     assert "row 4, id: 'hero' is used twice: row 2 and row 4" in err
+
+
+def test_an_id_a_variant_makes_is_named_as_that_variant_when_another_row_has_it(tmp_path, cli):
+    jobs = tmp_path / "ids.csv"
+    jobs.write_text("id,prompt,variants\nx,a fox,1\nz,a cat,1\nh,an owl,3\nh-v3,a hen,1\n"
+                    "h-v2,a bee,1\n", encoding="utf-8")
+    result = cli("validate", jobs)
+    assert result.code == 2
+    assert result.err.index("row 5, id: 'h-v3' is used twice: row 4 (variant 3 of 'h') "
+                            "and row 5") \
+        < result.err.index("row 6, id: 'h-v2' is used twice: row 4 (variant 2 of 'h') "
+                           "and row 6")
+    first = tmp_path / "first.csv"  # the variant is the later one
+    first.write_text("id,prompt,variants\nh-v2,a bee,1\nh,an owl,2\n", encoding="utf-8")
+    assert "row 3, id: 'h-v2' is used twice: row 2 and row 3 (variant 2 of 'h')" \
+        in cli("validate", first).err
