@@ -220,3 +220,20 @@ def test_a_damaged_checkpoint_means_a_full_replay_not_a_crash(tmp_path, sim, cli
     assert len(sim.generation_records()) == sent == 3
     assert load(checkpoint, manifest) is not None  # the run wrote a good one again
     _same(replay(manifest, checkpoint), replay(manifest), job_ids)
+
+
+def test_a_checkpoint_taken_before_a_final_newline_still_fits(tmp_path, sim, cli):
+    """A checkpoint that ends inside a whole last line (no newline yet): the newline a
+    writer adds later belongs to that line, in offsets, line numbers and digest."""
+    jobs = write_jobs(tmp_path / "jobs.csv", ["no", "newline"])
+    out = tmp_path / "out"
+    assert cli("run", jobs, "--out", out, "--base-url", sim.base_url, *FAST).code == 0
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    manifest.write_text("\n".join(lines[:-1]), encoding="utf-8")
+    save(replay(manifest), tmp_path / "early.npz")
+    with open(manifest, "a", encoding="utf-8") as fh:
+        fh.write("\n" + lines[-1] + "\n")
+    job_ids = {e.job_id for _, e in read_events(manifest) if e and hasattr(e, "job_id")}
+    _same(replay(manifest, tmp_path / "early.npz"), replay(manifest), job_ids)
+    assert replay(manifest).runs[-1]["finished"] is not None
