@@ -82,7 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     terminate = _Terminate()
     try:
         with terminate:
-            return commands[args.command](args)
+            code = commands[args.command](args)
+            sys.stdout.flush()  # a reader gone (`| head`) shows here, not at exit
+            return code
+    except BrokenPipeError:  # what a shell pipeline expects: quiet, 128 + SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:  # before a run took over the signals: nothing was sent yet
         print("interrupted; nothing was sent", file=sys.stderr)
         return 143 if terminate.received else 130

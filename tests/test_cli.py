@@ -405,3 +405,14 @@ def test_take_over_discard_simulated_and_skip_invalid_reach_the_library(
     assert seen["load"]["skip_invalid"] is given
     config = seen["config"]
     assert (config.take_over, config.discard_simulated, config.simulated) == (given, given, True)
+
+
+@pytest.mark.parametrize("args", [["models"], ["models", "ssd-1b"], ["--help"]])
+def test_output_into_a_closed_pipe_ends_quietly(args):
+    """`batchgen models | head -1`: the reader has gone before batchgen writes."""
+    proc = subprocess.Popen([sys.executable, "-m", "batchgen", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+    assert proc.returncode in (0, 141)
