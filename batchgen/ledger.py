@@ -93,7 +93,10 @@ class Ledger:
         amount = account.price if reported is None else reported
         before = account.keys.get(key)
         if before is not None:
-            if reported is None or before == reported:
+            # money already written on a job's line stays: a lower report corrects only
+            # what is not on record yet (no line ever says a negative cost)
+            amount = max(amount, before - account.cost)
+            if reported is None or amount == before:
                 return False
         else:
             self._release_held(account)

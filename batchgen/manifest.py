@@ -136,7 +136,10 @@ class Replay:
             with open(path, "rb") as fh:
                 fh.seek(self.offset)
                 for raw in fh:
-                    if self.unterminated and self._ends_line(raw):
+                    if self.unterminated:
+                        if raw != b"\n":  # text glued onto the line read whole: a full
+                            return replay(path)  # replay reads them as one line
+                        self._ends_line(raw)
                         continue
                     if not raw.endswith(b"\n"):
                         self._read_tail(raw, events)
@@ -156,14 +159,11 @@ class Replay:
         self.lines += new_line
         self.digest.update(raw)
 
-    def _ends_line(self, raw: bytes) -> bool:
+    def _ends_line(self, raw: bytes) -> None:
         """The newline a writer added after an unterminated last line: part of that line,
         so that offset, lines and digest match a full replay of the file as it is now."""
         self.unterminated = False
-        if raw != b"\n":  # someone glued more text onto it: read that as a line of its own
-            return False
         self._consume(raw, new_line=False)
-        return True
 
     def _read_tail(self, raw: bytes, events: Events) -> None:
         """A last line without its newline. A whole event is used (a script or an editor

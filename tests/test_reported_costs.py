@@ -72,3 +72,27 @@ def test_a_price_learned_per_image_holds_the_cap_for_a_many_sample_job(
     assert sim.charged == 1 and billed_micro(sim) == 5_000
     assert [line["job_id"] for line in events(out, "succeeded")] == ["one"]
     assert all(line.get("cost", 0) <= 0.022 for line in manifest_lines(out))
+
+
+def test_a_lower_report_after_the_price_was_recorded_never_writes_a_negative_cost(
+        tmp_path, start_simulator, cli):
+    """A v2 request counted at --price when its image could not be downloaded; the
+    next run collects it and the API reports less. What is on record stays: no line
+    says a negative cost (a reader would refuse it as corrupt)."""
+    from batchgen.manifest import replay
+
+    sim = start_simulator(response_format="url", file_faults=["503"])
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("a fox\n", encoding="utf-8")
+    out = tmp_path / "out"
+    options = ("--base-url", sim.base_url, *FAST, *V2, "--retries", "0",
+               "--model", "flux-schnell", "--price", "0.01")
+    assert cli("run", jobs, "--out", out, *options).code == 1
+    second = cli("run", jobs, "--out", out, *options)
+    assert second.code == 0, second.err
+    assert sim.charged == 1
+    costs = [line["cost"] for line in manifest_lines(out) if "cost" in line]
+    assert min(costs) >= 0 and sum(costs) == pytest.approx(0.01)
+    assert replay(out / "manifest.jsonl").bad_lines == []
+    assert "spent=$0.00 " in second.err or "spent=$0 " in second.err
+    assert cli("run", jobs, "--out", out, *options).code == 0 and sim.charged == 1

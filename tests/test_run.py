@@ -328,3 +328,25 @@ def test_a_torn_line_is_counted_once_after_the_next_run(tmp_path, sim, cli):
     status = cli("status", out)
     assert "1 unreadable manifest line(s)" in status.out, status.out
     assert len(sim.generation_records()) == 3
+
+
+def test_text_glued_onto_a_line_read_whole_is_one_line_for_every_replay(tmp_path, sim, cli):
+    """A whole last line without its newline was read (and checkpointed); then something
+    other than batchgen glued text onto it. A full replay sees one unreadable line, so
+    the checkpoint's replay must see the same, never a different set of jobs."""
+    from batchgen.checkpoint import CHECKPOINT_NAME, save
+    from batchgen.manifest import replay
+
+    jobs = write_jobs(tmp_path / "jobs.csv", [f"glued {i}" for i in range(4)])
+    out = tmp_path / "out"
+    assert run(cli, jobs, out, sim, "--limit", "2").code == 0
+    manifest = out / "manifest.jsonl"
+    kept = [line for line in manifest.read_text(encoding="utf-8").splitlines()
+            if '"run_finished"' not in line]
+    manifest.write_text("\n".join(kept), encoding="utf-8")
+    save(replay(manifest), out / CHECKPOINT_NAME)
+    with open(manifest, "a", encoding="utf-8") as fh:
+        fh.write('{"event": "succ')
+    _replays_agree(out)
+    assert run(cli, jobs, out, sim, "--limit", "1").code == 0
+    _replays_agree(out)
