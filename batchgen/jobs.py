@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import re
-import sys
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -27,21 +25,20 @@ from typing import Any
 from . import cells
 from .config import DEFAULT_ASPECT_RATIO, MODEL
 from .errors import JobFileError
+from .jobids import clashes, duplicates
 from .jobindex import JobIndex
 from .models import MODELS, canonical_ratio, samples_of
 from .models import model as model_of
 from .money import PRICE_MICRO
 from .params import Defaults, Sending, fingerprint
 from .readers import Problems, Rows, check_path, normalize_column, open_rows
+from .records import job_key
 
 __all__ = ["Job", "JobFile", "canonical_ratio", "content_id", "fingerprint", "load_jobs"]
 
 # `variants`, not `count`: a column named Count is common in product sheets (stock
 # counts) and must never multiply what a run spends.
 RESERVED_COLUMNS = ("prompt", "aspect_ratio", "id", "model", "variants")
-# A content id: 16 hex digits of fingerprint, the occurrence from the 2nd copy on, and
-# the variant from the 2nd on.
-_CONTENT_ID = re.compile(r"([0-9a-f]{16})(?:-\d+)?(?:-v\d+)?")
 
 _NO_METADATA: dict[str, Any] = {}  # shared by every job without metadata: never mutated
 
@@ -296,7 +293,7 @@ def _validate(source: Rows, header: dict[str, str] | None, defaults: Defaults,
             for variant in range(1, count + 1):
                 variant_id = job_id if variant == 1 else f"{job_id}-v{variant}"
                 if user_id:
-                    user_keys.append(_key(variant_id))
+                    user_keys.append(job_key(variant_id))
                 index.add((variant_id, prompt, ratio or "", metadata, location, fp, slug,
                            params, price))
             facts.ratios[ratio or ""] = facts.ratios.get(ratio or "", 0) + count
@@ -304,9 +301,9 @@ def _validate(source: Rows, header: dict[str, str] | None, defaults: Defaults,
             facts.count += count
             facts.cost += price * count
     index.seal()
-    skip = _duplicates(user_keys, refused, index, problems)
+    skip = duplicates(user_keys, refused, index, problems)
     if seen and (user_keys or refused):
-        skip |= _clashes(seen, index, problems)
+        skip |= clashes(seen, index, problems)
     if skip and skip_invalid:
         _leave_out(skip, index, facts)
         index.skip |= skip
@@ -326,88 +323,6 @@ def _leave_out(rows: set[str], index: JobIndex, facts: _Facts) -> None:
             facts.models[job.model] -= 1
     facts.ratios = {ratio: n for ratio, n in facts.ratios.items() if n}
     facts.models = {slug: n for slug, n in facts.models.items() if n}
-
-
-def _key(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"),
-                                          digest_size=8).digest(), "little")
-
-
-def _duplicates(user_keys: array, refused: dict[str, str], index: JobIndex,
-                problems: Problems) -> set[str]:
-    """Every row whose user id an earlier row already has, named with both rows. Found
-    once the file is read, from 8 bytes a row: the index is read again only when two
-    hashes meet. Returns the later rows' places (left out with skip_invalid)."""
-    import numpy as np
-
-    keys = np.frombuffer(user_keys, np.uint64)
-    ordered = np.sort(keys)
-    twice = set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
-    if refused:
-        theirs = np.fromiter(map(_key, refused), np.uint64, len(refused))
-        twice |= set(theirs[np.isin(theirs, keys)].tolist())
-    if not twice:
-        return set()
-    # id → (row number, place, valid, how the message names it)
-    places: dict[str, list[tuple[int, str, bool, str]]] = {}
-    for user_id, location in refused.items():
-        if _key(user_id) in twice:
-            places.setdefault(user_id, []).append((_number(location), location, False,
-                                                   location))
-    variant, previous = 0, ""
-    for job in index:  # a row's variants follow one another: the n-th is variant n
-        variant = variant + 1 if job.source == previous else 1
-        previous = job.source
-        if not _is_content_id(job) and _key(job.id) in twice:
-            named = job.source if variant == 1 else (
-                f"{job.source} (variant {variant} of {job.id.removesuffix(f'-v{variant}')!r})")
-            places.setdefault(job.id, []).append((_number(job.source), job.source, True,
-                                                  named))
-    later: set[str] = set()
-    for user_id, found in places.items():
-        (*_, first), *rest = sorted(found)
-        for _, location, valid, named in rest:
-            problems.add(location, "id", f"{user_id!r} is used twice: {first} and {named}")
-            if valid:
-                later.add(location)
-    return later
-
-
-def _number(location: str) -> int:
-    """'row 14' → 14: where a row is, to put rows found apart back in order."""
-    number = location.rpartition(" ")[2]
-    return int(number) if number.isdigit() else 0
-
-
-def _is_content_id(job: Job) -> bool:
-    return job.id == job.fp or job.id.startswith(job.fp + "-")
-
-
-def _clashes(seen: set[int], index: JobIndex, problems: Problems) -> set[str]:
-    """A user id that equals another row's content id (e.g. copied from an old
-    results.csv) would make two jobs share one image; name both rows. Returns the
-    content-id rows."""
-    suspects = set()
-    for job in index:  # only user ids shaped like a content id of this file can clash
-        match = None if _is_content_id(job) else _CONTENT_ID.fullmatch(job.id)
-        if match and int(match[1], 16) in seen:
-            suspects.add(job.id)
-    if not suspects:
-        return set()
-    rows: dict[str, list[Job]] = {}
-    for job in index:
-        if job.id in suspects:
-            rows.setdefault(job.id, []).append(job)
-    clashes = set()
-    for job_id, jobs in rows.items():
-        users = [j for j in jobs if not _is_content_id(j)]
-        for job in jobs:
-            if _is_content_id(job):  # two user ids alike are `_duplicates`' to name
-                problems.add(job.source, "id", f"{job_id!r} is used twice: {users[0].source} "
-                             f"(its id column) and {job.source} (its content id)",
-                             order=sys.maxsize)
-                clashes.add(job.source)
-    return clashes
 
 
 class _Roles:
