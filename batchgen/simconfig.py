@@ -40,12 +40,25 @@ def is_state_word(word: str) -> bool:
     return re.fullmatch(r"[A-Z][A-Z_]*", word) is not None
 
 
-def _status_word(word: str) -> bool:
-    return word in PASS or word in POLL_FAULTS or is_http_status(word) or is_state_word(word)
+def is_fault(word: str) -> bool:
+    """A word of a generation requests' fault script."""
+    return word in FAULTS or word in PASS
 
 
-def _file_word(word: str) -> bool:
+def is_file_answer(word: str) -> bool:
+    """A word of the /files/ downloads' script."""
     return word in PASS or word in POLL_FAULTS or is_http_status(word)
+
+
+def is_status_answer(word: str) -> bool:
+    """A word of the v2 status polls' script."""
+    return is_file_answer(word) or is_state_word(word)
+
+
+FAULT_WORDS = f"one of {', '.join(FAULTS)}, 200"
+FILE_ANSWERS = f"an HTTP status (3xx redirect, 4xx, 5xx), {', '.join(POLL_FAULTS)} or 200"
+STATUS_ANSWERS = ("an HTTP status (3xx redirect, 4xx, 5xx), an upper-case state word such "
+                  f"as CANCELLED, {', '.join(POLL_FAULTS)} or 200")
 
 
 def _check(what: str, words: Iterable[str | None], valid: Callable[[str], bool],
@@ -96,13 +109,11 @@ class SimulatorConfig:
             raise ValueError("prices must be at least 0 dollars")
         if self.retry_after < 0:
             raise ValueError("retry_after must be at least 0 seconds")
-        _check("fault", [*self.fault_kinds, *self.fault_script],
-               lambda word: word in FAULTS or word in PASS, f"{', '.join(FAULTS)} or 200")
-        _check("status fault", [*self.status_faults, self.status_fault], _status_word,
-               "an HTTP status (3xx redirect, 4xx, 5xx), an upper-case state word "
-               f"such as CANCELLED, {', '.join(POLL_FAULTS)} or 200")
-        _check("file fault", [*self.file_faults, self.file_fault], _file_word,
-               f"an HTTP status (3xx redirect, 4xx, 5xx), {', '.join(POLL_FAULTS)} or 200")
+        _check("fault", [*self.fault_kinds, *self.fault_script], is_fault, FAULT_WORDS)
+        _check("status fault", [*self.status_faults, self.status_fault], is_status_answer,
+               STATUS_ANSWERS)
+        _check("file fault", [*self.file_faults, self.file_fault], is_file_answer,
+               FILE_ANSWERS)
 
 
 @dataclass(slots=True)
