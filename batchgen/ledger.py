@@ -87,9 +87,8 @@ class Ledger:
     def charge(self, account: Account, key: str, reported: int | None = None) -> bool:
         """Count a billed answer once, at `reported` micro-dollars when the API said
         what it cost (a later report for the same answer corrects the figure); False
-        if `key` was counted before and nothing changed. A negative report is no report."""
-        if reported is not None and reported < 0:
-            reported = None
+        if `key` was counted before and nothing changed. Which reports are believed is
+        `money.reported_micro`'s to say: an impossible one arrives here as None."""
         amount = account.price if reported is None else reported
         before = account.keys.get(key)
         if before is not None:
